@@ -27,7 +27,9 @@ async function sourceHash(): Promise<string> {
   files.sort();
   const h = await crypto.subtle.digest(
     "SHA-256",
-    new TextEncoder().encode((await Promise.all(files.map(async (f) => f + "\0" + await Deno.readTextFile(f)))).join("\0")),
+    new TextEncoder().encode(
+      (await Promise.all(files.map(async (f) => f + "\0" + await Deno.readTextFile(f)))).join("\0"),
+    ),
   );
   return Array.from(new Uint8Array(h), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -44,7 +46,12 @@ async function isFresh(hash: string): Promise<boolean> {
 
 async function checkTools(): Promise<void> {
   const missing: string[] = [];
-  for (const [tool, hint] of [["cargo", "install Rust with rustup (https://rustup.rs)"], ["python3", "install Python 3.9+ (needed to fetch torch from PyPI)"], ["cc", "install a C/C++ compiler (apt-get install build-essential)"]]) {
+  for (
+    const [tool, hint] of [["cargo", "install Rust with rustup (https://rustup.rs)"], [
+      "python3",
+      "install Python 3.9+ (needed to fetch torch from PyPI)",
+    ], ["cc", "install a C/C++ compiler (apt-get install build-essential)"]]
+  ) {
     try {
       await run([tool, "--version"], { quiet: true });
     } catch {
@@ -61,7 +68,11 @@ if (import.meta.main) {
     if (ifStale && await isFresh(hash)) Deno.exit(0);
     await checkTools();
     const torch = await prepareLibtorch();
-    log(`building native/ (release) against ${torch.view} (torch ${torch.version}${torch.cpuView ? ", CPU-only view" : ""})`);
+    log(
+      `building native/ (release) against ${torch.view} (torch ${torch.version}${
+        torch.cpuView ? ", CPU-only view" : ""
+      })`,
+    );
     const t0 = performance.now();
     const cmd = new Deno.Command("cargo", {
       args: ["build", "--release"],
@@ -74,7 +85,11 @@ if (import.meta.main) {
     if (!st.success) throw new Error(`cargo build failed (exit ${st.code}); see the compiler output above`);
     await Deno.writeTextFile(
       INFO,
-      JSON.stringify({ sourceHash: hash, builtAt: new Date().toISOString(), library: LIB, ...torch }, null, 2),
+      JSON.stringify(
+        { sourceHash: hash, builtAt: new Date().toISOString(), library: LIB, ...torch },
+        null,
+        2,
+      ),
     );
     log(`built ${LIB} in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   } catch (e) {

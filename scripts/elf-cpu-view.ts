@@ -12,13 +12,26 @@
  * unversioned in .gnu.version. The file size never changes.
  */
 
-const DT_NULL = 0n, DT_NEEDED = 1n, DT_STRTAB = 5n, DT_VERNEED = 0x6ffffffen,
-  DT_VERNEEDNUM = 0x6fffffffn, DT_VERSYM = 0x6ffffff0n, DT_SYMTAB = 6n, DT_HASH = 4n,
+const DT_NULL = 0n,
+  DT_NEEDED = 1n,
+  DT_STRTAB = 5n,
+  DT_VERNEED = 0x6ffffffen,
+  DT_VERNEEDNUM = 0x6fffffffn,
+  DT_VERSYM = 0x6ffffff0n,
+  DT_SYMTAB = 6n,
+  DT_HASH = 4n,
   DT_GNU_HASH = 0x6ffffef5n;
 
-export const CUDA_LIB = /^lib(cuda|cudart|cupti|cudnn|cufile|nccl|nvshmem|cublas|cublasLt|nvrtc|cusparse|cufft|curand|cusolver|nvJitLink|c10_cuda|torch_cuda|torch_nvshmem|caffe2_nvrtc)[.\-_]/;
+export const CUDA_LIB =
+  /^lib(cuda|cudart|cupti|cudnn|cufile|nccl|nvshmem|cublas|cublasLt|nvrtc|cusparse|cufft|curand|cusolver|nvJitLink|c10_cuda|torch_cuda|torch_nvshmem|caffe2_nvrtc)[.\-_]/;
 
-interface Section { addr: bigint; offset: bigint; size: bigint; type: number; name: string }
+interface Section {
+  addr: bigint;
+  offset: bigint;
+  size: bigint;
+  type: number;
+  name: string;
+}
 
 /** Returns the names of the DT_NEEDED entries it removed. */
 export function stripNeeded(bytes: Uint8Array, drop: (soname: string) => boolean): string[] {
@@ -33,7 +46,13 @@ export function stripNeeded(bytes: Uint8Array, drop: (soname: string) => boolean
   const sections: Section[] = [];
   for (let i = 0; i < shnum; i++) {
     const b = shoff + i * shentsize;
-    sections.push({ type: u32(b + 4), name: "", addr: u64(b + 0x10), offset: u64(b + 0x18), size: u64(b + 0x20) });
+    sections.push({
+      type: u32(b + 4),
+      name: "",
+      addr: u64(b + 0x10),
+      offset: u64(b + 0x18),
+      size: u64(b + 0x20),
+    });
   }
   const dyn = sections.find((s) => s.type === 6 /* SHT_DYNAMIC */);
   if (!dyn) throw new Error("no dynamic section");
@@ -121,7 +140,8 @@ export function stripNeeded(bytes: Uint8Array, drop: (soname: string) => boolean
     dv.setBigUint64(o, DT_NULL, true);
     dv.setBigUint64(o + 8, 0n, true);
   }
-  void DT_HASH; void DT_GNU_HASH;
+  void DT_HASH;
+  void DT_GNU_HASH;
   return removed;
 }
 

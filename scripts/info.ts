@@ -6,7 +6,12 @@ const rows: [string, string][] = [
   ["torch", String(info.torch)],
   ["threads", String(info.threads)],
   ["oneDNN", String(info.mkldnn)],
-  ["CUDA devices", info.cuda_devices.length ? info.cuda_devices.map((d) => JSON.stringify(d)).join(", ") : `none${info.cuda_error ? ` (${info.cuda_error})` : ""}`],
+  [
+    "CUDA devices",
+    info.cuda_devices.length
+      ? info.cuda_devices.map((d) => JSON.stringify(d)).join(", ")
+      : `none${info.cuda_error ? ` (${info.cuda_error})` : ""}`,
+  ],
   ["library", String(info.library_path)],
   ["ABI version", String(info.abi)],
 ];

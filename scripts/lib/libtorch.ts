@@ -34,7 +34,10 @@ function log(msg: string): void {
   console.error(`[build-native] ${msg}`);
 }
 
-export async function run(cmd: string[], opts: { env?: Record<string, string>; quiet?: boolean; cwd?: string } = {}): Promise<string> {
+export async function run(
+  cmd: string[],
+  opts: { env?: Record<string, string>; quiet?: boolean; cwd?: string } = {},
+): Promise<string> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(cmd[0], {
@@ -45,7 +48,9 @@ export async function run(cmd: string[], opts: { env?: Record<string, string>; q
       stderr: opts.quiet ? "piped" : "inherit",
     }).output();
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`'${cmd[0]}' is not installed or not on PATH`, { cause: e });
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`'${cmd[0]}' is not installed or not on PATH`, { cause: e });
+    }
     throw e;
   }
   const stdout = new TextDecoder().decode(out.stdout);
@@ -95,17 +100,29 @@ async function freeGiB(dir: string): Promise<number> {
 
 async function makeVenv(): Promise<string> {
   const python = Deno.env.get("HN_PYTHON") ?? "python3";
-  if ((await freeGiB(ROOT)) < 4) throw new Error(`less than 4 GiB free under ${ROOT}: torch needs ~2 GiB installed plus build space`);
+  if ((await freeGiB(ROOT)) < 4) {
+    throw new Error(`less than 4 GiB free under ${ROOT}: torch needs ~2 GiB installed plus build space`);
+  }
   log(`creating ${VENV} and installing torch==${TORCH_VERSION} (CPU use: no CUDA wheels)`);
   if (!(await exists(`${VENV}/bin/python`))) await run([python, "-m", "venv", VENV]);
-  const pip = [`${VENV}/bin/python`, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"];
+  const pip = [
+    `${VENV}/bin/python`,
+    "-m",
+    "pip",
+    "install",
+    "--disable-pip-version-check",
+    "--progress-bar",
+    "off",
+  ];
   // --no-deps: PyPI's torch pulls ~3 GB of nvidia-* wheels that a CPU never uses.
   await run([...pip, "--no-deps", `torch==${TORCH_VERSION}`]);
   await run([...pip, ...PY_DEPS]);
   return `${VENV}/bin/python`;
 }
 
-async function findTorch(): Promise<{ lib: string; include: string; version: string; source: string; python: string | null }> {
+async function findTorch(): Promise<
+  { lib: string; include: string; version: string; source: string; python: string | null }
+> {
   const env = Deno.env.get("LIBTORCH");
   if (env) {
     const lib = Deno.env.get("LIBTORCH_LIB") ?? `${env}/lib`;
@@ -116,35 +133,69 @@ async function findTorch(): Promise<{ lib: string; include: string; version: str
     } catch { /* older archives have no build-version */ }
     return { lib, include, version, source: `LIBTORCH=${env}`, python: null };
   }
-  const candidates = [Deno.env.get("HN_PYTHON"), `${VENV}/bin/python`, "python3"].filter((p): p is string => !!p);
+  const candidates = [Deno.env.get("HN_PYTHON"), `${VENV}/bin/python`, "python3"].filter((p): p is string =>
+    !!p
+  );
   for (const py of candidates) {
     const t = await torchOfPython(py);
     if (t && t.version.startsWith("2.11.")) {
-      return { lib: `${t.dir}/lib`, include: `${t.dir}/include`, version: t.version, source: `${py} (torch ${t.version})`, python: py };
+      return {
+        lib: `${t.dir}/lib`,
+        include: `${t.dir}/include`,
+        version: t.version,
+        source: `${py} (torch ${t.version})`,
+        python: py,
+      };
     }
   }
   const py = await makeVenv();
   const t = await torchOfPython(py);
   if (!t) throw new Error(`torch was installed into ${VENV} but cannot be found there`);
-  return { lib: `${t.dir}/lib`, include: `${t.dir}/include`, version: t.version, source: `${VENV} (torch ${t.version}, installed now)`, python: py };
+  return {
+    lib: `${t.dir}/lib`,
+    include: `${t.dir}/include`,
+    version: t.version,
+    source: `${VENV} (torch ${t.version}, installed now)`,
+    python: py,
+  };
 }
 
-const CPU_LIBS = ["libtorch_cpu.so", "libtorch.so", "libc10.so", "libgomp.so.1", "libtorch_global_deps.so", "libshm.so"];
+const CPU_LIBS = [
+  "libtorch_cpu.so",
+  "libtorch.so",
+  "libc10.so",
+  "libgomp.so.1",
+  "libtorch_global_deps.so",
+  "libshm.so",
+];
 
 /** Symbols libtorch_python needs from the CUDA libraries, as nm lists them. */
 async function missingPythonSymbols(srcLib: string, viewLib: string): Promise<string[]> {
   const defined = new Set<string>();
   const nm = async (f: string, flag: string): Promise<string[]> =>
-    (await run(["nm", "-D", flag, f], { quiet: true })).split("\n").map((l) => l.trim().split(/\s+/).at(-1)!.replace(/@.*/, "")).filter(Boolean);
+    (await run(["nm", "-D", flag, f], { quiet: true })).split("\n").map((l) =>
+      l.trim().split(/\s+/).at(-1)!.replace(/@.*/, "")
+    ).filter(Boolean);
   for (const f of [...CPU_LIBS.map((l) => `${viewLib}/${l}`), `${viewLib}/libtorch_python.so`]) {
-    if (await exists(f)) for (const s of await nm(f, "--defined-only")) defined.add(s);
+    if (await exists(f)) { for (const s of await nm(f, "--defined-only")) defined.add(s); }
   }
-  const libc = ["/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libm.so.6", "/lib/x86_64-linux-gnu/libgcc_s.so.1"];
-  for (const f of libc) if (await exists(f)) for (const s of await nm(f, "--defined-only")) defined.add(s);
+  const libc = [
+    "/lib/x86_64-linux-gnu/libstdc++.so.6",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib/x86_64-linux-gnu/libm.so.6",
+    "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+  ];
+  for (const f of libc) {
+    if (await exists(f)) {
+      for (const s of await nm(f, "--defined-only")) defined.add(s);
+    }
+  }
   void srcLib;
   const undef = await nm(`${viewLib}/libtorch_python.so`, "--undefined-only");
   const skip = new Set(["__tls_get_addr", "Value", "offset"]);
-  return [...new Set(undef)].filter((s) => !defined.has(s) && !skip.has(s) && !/^(_?Py|_ITM|__gmon|_Jv|_ZTH)/.test(s)).sort();
+  return [...new Set(undef)].filter((s) =>
+    !defined.has(s) && !skip.has(s) && !/^(_?Py|_ITM|__gmon|_Jv|_ZTH)/.test(s)
+  ).sort();
 }
 
 /**
@@ -160,9 +211,11 @@ function stubSource(symbols: string[]): string {
     "struct ti { void* vp; const char* name; };",
   ];
   for (const s of symbols) {
-    if (s.startsWith("_ZTI")) lines.push(`struct ti ${s} = { &_ZTVN10__cxxabiv117__class_type_infoE[2], "${s.slice(4)}" };`);
-    else if (s.startsWith("_ZTV") || s.startsWith("_ZTS")) lines.push(`__attribute__((aligned(16))) void* ${s}[64];`);
-    else if (s === "_ZN4c10d15get_gil_checkerEv") lines.push(`void* ${s}(void) { return &slot[0]; }`);
+    if (s.startsWith("_ZTI")) {
+      lines.push(`struct ti ${s} = { &_ZTVN10__cxxabiv117__class_type_infoE[2], "${s.slice(4)}" };`);
+    } else if (s.startsWith("_ZTV") || s.startsWith("_ZTS")) {
+      lines.push(`__attribute__((aligned(16))) void* ${s}[64];`);
+    } else if (s === "_ZN4c10d15get_gil_checkerEv") lines.push(`void* ${s}(void) { return &slot[0]; }`);
     else lines.push(`long ${s}(void) { return 0; }`);
   }
   return lines.join("\n") + "\n";
@@ -185,7 +238,9 @@ export async function prepareLibtorch(): Promise<Libtorch> {
   await Deno.mkdir(`${VIEW}/lib`, { recursive: true });
   await Deno.symlink(t.include, `${VIEW}/include`);
   if (!cpuView) {
-    for (const e of Deno.readDirSync(t.lib)) await Deno.symlink(`${t.lib}/${e.name}`, `${VIEW}/lib/${e.name}`);
+    for (const e of Deno.readDirSync(t.lib)) {
+      await Deno.symlink(`${t.lib}/${e.name}`, `${VIEW}/lib/${e.name}`);
+    }
   } else {
     log("no NVIDIA driver: making a CPU-only view of the CUDA build (copies without CUDA entries)");
     for (const name of [...CPU_LIBS, "libtorch_python.so"]) {
@@ -227,7 +282,9 @@ async function preparePythonOnCpu(python: string, torchLib: string): Promise<str
     if (info && info.isFile) {
       // hard link when possible (same file system): no second 450 MB copy
       await Deno.remove(`${torchLib}/${name}`);
-      await Deno.link(viewCopy, `${torchLib}/${name}`).catch(() => Deno.copyFile(viewCopy, `${torchLib}/${name}`));
+      await Deno.link(viewCopy, `${torchLib}/${name}`).catch(() =>
+        Deno.copyFile(viewCopy, `${torchLib}/${name}`)
+      );
     }
   }
   const symbols = await missingPythonSymbols(torchLib, torchLib);
@@ -235,7 +292,17 @@ async function preparePythonOnCpu(python: string, torchLib: string): Promise<str
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeTextFile(`${dir}/cuda_stub.c`, stubSource(symbols));
   const cc = Deno.env.get("CC") ?? "cc";
-  await run([cc, "-shared", "-fPIC", "-O1", "-o", `${dir}/libhn_cuda_stub.so`, `${dir}/cuda_stub.c`, "-Wl,--no-as-needed", "-lstdc++"]);
+  await run([
+    cc,
+    "-shared",
+    "-fPIC",
+    "-O1",
+    "-o",
+    `${dir}/libhn_cuda_stub.so`,
+    `${dir}/cuda_stub.c`,
+    "-Wl,--no-as-needed",
+    "-lstdc++",
+  ]);
   const wrapper = `${dir}/python`;
   await Deno.writeTextFile(
     wrapper,
@@ -243,7 +310,11 @@ async function preparePythonOnCpu(python: string, torchLib: string): Promise<str
       `TORCH_USE_RTLD_GLOBAL=1 LD_PRELOAD="${dir}/libhn_cuda_stub.so\${LD_PRELOAD:+:$LD_PRELOAD}" exec "${python}" "$@"\n`,
     { mode: 0o755 },
   );
-  await run([wrapper, "-c", "import torch; assert torch.__version__.startswith('2.11'); assert torch.randn(2,2).sum() == torch.randn(2,2).sum() or True"], { quiet: true });
+  await run([
+    wrapper,
+    "-c",
+    "import torch; assert torch.__version__.startswith('2.11'); assert torch.randn(2,2).sum() == torch.randn(2,2).sum() or True",
+  ], { quiet: true });
   log(`PyTorch peer ready: ${wrapper} (${symbols.length} CUDA-only symbols stubbed)`);
   return wrapper;
 }

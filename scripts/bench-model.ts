@@ -1,0 +1,121 @@
+/**
+ * `deno task bench:model`: native HybridNet against the seed's own PyTorch code, same venv torch,
+ * same threads, same machine, in one run. Prints a table of images/s and ratios and writes it to
+ * bench-results/model-<date>.md. Not a test: timings never decide pass/fail.
+ *
+ * Peers: PyTorch "as-is" (glibc malloc defaults, as users run it) and "tuned" (MALLOC_MMAP_MAX_=0,
+ * MALLOC_TRIM_THRESHOLD_=64 GiB: the one to beat). The native library sets the equivalent itself.
+ * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement).
+ */
+import { createModel, createTrainer, ffiOverhead, nativeInfo } from "../ts/mod.ts";
+import { prepareLibtorch, ROOT } from "./lib/libtorch.ts";
+
+function arg(name: string, def: string): string {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : def;
+}
+const sizes = arg("sizes", "32,64,128").split(",").map(Number);
+const batches = arg("batches", "32,128").split(",").map(Number);
+const budget = Number(arg("budget", "3"));
+const threads = Number(nativeInfo().threads);
+const torch = await prepareLibtorch();
+const TUNED = { MALLOC_MMAP_MAX_: "0", MALLOC_TRIM_THRESHOLD_: "68719476736" };
+
+function randomBatch(n: number, size: number, seed: number): { x: Float32Array; y: Int32Array } {
+  let s = seed >>> 0;
+  const rnd = (): number => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const x = new Float32Array(n * 3 * size * size);
+  for (let i = 0; i < x.length; i++) x[i] = rnd() * 2 - 1;
+  return { x, y: Int32Array.from({ length: n }, () => Math.floor(rnd() * 8)) };
+}
+
+/** img/s of `step` after two warm-up calls, over at least 2 calls and `budget` seconds. */
+async function timeIt(batch: number, step: () => Promise<unknown>): Promise<number> {
+  await step();
+  await step();
+  let iters = 0;
+  const t0 = performance.now();
+  while (iters < 2 || (performance.now() - t0 < budget * 1000 && iters < 50)) {
+    await step();
+    iters++;
+  }
+  return (iters * batch) / ((performance.now() - t0) / 1000);
+}
+
+async function native(
+  mode: "train" | "infer",
+  fpn: "skip" | "seed",
+  size: number,
+  batch: number,
+): Promise<number> {
+  using model = createModel({ numClasses: 8, fpn, seed: 0 });
+  const { x, y } = randomBatch(batch, size, 1);
+  const shape: [number, number, number, number] = [batch, 3, size, size];
+  if (mode === "infer") return await timeIt(batch, () => model.forward(x, shape));
+  const trainer = createTrainer(model, { optimizer: { kind: "adam", lr: 1e-4 } });
+  trainer.setLoss({ kind: "focal", gamma: 1 });
+  return await timeIt(batch, () => trainer.trainStep(x, shape, y));
+}
+
+async function peer(mode: string, size: number, batch: number, tuned: boolean): Promise<number | null> {
+  if (!torch.python) return null;
+  const out = await new Deno.Command(torch.python, {
+    args: [
+      `${ROOT}/scripts/bench_peer.py`,
+      mode,
+      String(size),
+      String(batch),
+      String(threads),
+      String(budget),
+    ],
+    env: tuned ? TUNED : {},
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout)).img_s;
+}
+
+const f = (v: number | null): string => (v === null ? "n/a" : v.toFixed(1));
+const r = (a: number, b: number | null): string => (b ? `${(a / b).toFixed(2)}×` : "n/a");
+const rows: string[] = [];
+console.error(`threads ${threads}; torch ${torch.version}; budget ${budget}s per cell`);
+for (const size of sizes) {
+  for (const batch of batches) {
+    for (const mode of ["train", "infer"] as const) {
+      const skip = await native(mode, "skip", size, batch);
+      const seed = await native(mode, "seed", size, batch);
+      const tuned = await peer(mode, size, batch, true);
+      const asIs = await peer(mode, size, batch, false);
+      const row = `| ${size} | ${batch} | ${mode} | ${f(skip)} | ${f(seed)} | ${f(tuned)} | ${f(asIs)} | ${
+        r(skip, tuned)
+      } | ${r(seed, tuned)} | ${r(skip, asIs)} |`;
+      console.error(row);
+      rows.push(row);
+    }
+  }
+}
+const ov = await ffiOverhead(20000);
+const small = await native("train", "skip", 32, 32);
+const stepUs = (32 / small) * 1e6;
+const lines = [
+  `# Model benchmark: native vs PyTorch eager (${new Date().toISOString().slice(0, 16)})`,
+  "",
+  `torch ${torch.version} (same libtorch for both), ${threads} threads, ${Deno.build.arch}, ${budget}s per cell. img/s; ratios are native ÷ PyTorch measured in this run.`,
+  "",
+  "| px | batch | step | native fpn=skip | native fpn=seed | PyTorch tuned | PyTorch as-is | skip ÷ tuned | seed ÷ tuned | skip ÷ as-is |",
+  "|---|---|---|---|---|---|---|---|---|---|",
+  ...rows,
+  "",
+  `FFI overhead: ${ov.syncUs.toFixed(2)} µs per synchronous call, ${
+    ov.asyncUs.toFixed(1)
+  } µs per nonblocking call; ` +
+  `a 32 px batch-32 train step (one nonblocking call) takes ${
+    (stepUs / 1000).toFixed(1)
+  } ms, so the FFI share is ${((ov.asyncUs / stepUs) * 100).toFixed(3)}%.`,
+];
+await Deno.mkdir(`${ROOT}/bench-results`, { recursive: true });
+const file = `${ROOT}/bench-results/model-${new Date().toISOString().slice(0, 10)}.md`;
+await Deno.writeTextFile(file, lines.join("\n") + "\n");
+console.log(lines.join("\n"));
+console.error(`written ${file}`);
