@@ -1,0 +1,392 @@
+/**
+ * The one place that opens libhybridnet: the symbol table of docs/ABI.md, the library search and
+ * the ABI handshake. Every other module gets the symbols through {@link getNative}.
+ *
+ * Buffer lifetime, for every symbol below: Rust copies each input buffer before it returns, and
+ * writes each output buffer before it returns. For the `nonblocking` symbols "returns" means
+ * "the promise settles", so the wrappers keep their buffers referenced (and unmodified) until then.
+ *
+ * Status results are `i32` codes (see errors.ts); handles are opaque `pointer`s owned by TS.
+ */
+import { fileURLToPath } from "node:url";
+import { NativeError } from "./errors.ts";
+
+/** The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature changes. */
+export const ABI_VERSION = 1;
+
+/** Environment variable that names the library file to load, instead of the build outputs. */
+export const NATIVE_PATH_ENV = "HYBRIDNET_NATIVE_PATH";
+
+const BUILD_HINT = "run `deno task build:native`";
+
+/** Symbol table of libhybridnet (docs/ABI.md). */
+export const symbols = {
+  // ---- library -------------------------------------------------------------------------------
+  /** `fn hn_abi_version() -> u32` */
+  hn_abi_version: { parameters: [], result: "u32" },
+  /** `fn hn_last_error_length() -> usize` — length in bytes of this thread's last error message. */
+  hn_last_error_length: { parameters: [], result: "usize" },
+  /** Copies this thread's last error message; returns the bytes written. */
+  hn_last_error_message: {
+    parameters: [
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+    ],
+    result: "usize",
+  },
+  /** JSON description of the build and runtime (abi, torch, threads, cuda). */
+  hn_info_json: {
+    parameters: [
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize — needed size, also on HN_ERR_BUFFER_TOO_SMALL
+    ],
+    result: "i32",
+  },
+  hn_set_num_threads: {
+    parameters: [
+      "i32", // n: i32
+    ],
+    result: "i32",
+  },
+  hn_manual_seed: {
+    parameters: [
+      "u64", // seed: u64
+    ],
+    result: "i32",
+  },
+  /** Does nothing through the guard (FFI overhead benchmark). */
+  hn_noop: { parameters: [], result: "i32" },
+  /** The same symbol as a nonblocking call: measures the thread hop the heavy calls pay. */
+  hn_noop_async: { name: "hn_noop", parameters: [], result: "i32", nonblocking: true },
+
+  // ---- model ---------------------------------------------------------------------------------
+  hn_model_new: {
+    parameters: [
+      "buffer", // cfg: *const u8 — JSON, copied before return
+      "usize", // cfg_len: usize
+      "buffer", // out: *mut *mut HnModel — caller owns the handle; free with hn_model_free
+    ],
+    result: "i32",
+  },
+  /** NULL ok; at most once. Trainers made from the model keep it alive natively. */
+  hn_model_free: {
+    parameters: [
+      "pointer", // m: *mut HnModel
+    ],
+    result: "void",
+  },
+  hn_model_param_count: {
+    parameters: [
+      "pointer", // m: *const HnModel
+      "buffer", // out: *mut u64
+    ],
+    result: "i32",
+  },
+  /** Eval-mode forward without grad. NB: errors are read with hn_model_last_error. */
+  hn_model_forward_eval: {
+    parameters: [
+      "pointer", // m: *mut HnModel
+      "buffer", // x: *const f32 — copied before the promise settles; do not mutate until then
+      "usize", // x_len: usize
+      "buffer", // shape: *const i64 — 4 values n,c,h,w
+      "buffer", // out: *mut f32 — written before the promise settles
+      "usize", // out_len: usize — must be n * num_classes
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  hn_model_save: {
+    parameters: [
+      "pointer", // m: *const HnModel
+      "buffer", // path: *const u8 — UTF-8, copied before return
+      "usize", // path_len: usize
+    ],
+    result: "i32",
+  },
+  hn_model_load: {
+    parameters: [
+      "pointer", // m: *mut HnModel
+      "buffer", // path: *const u8 — UTF-8, copied before return
+      "usize", // path_len: usize
+    ],
+    result: "i32",
+  },
+  hn_model_describe: {
+    parameters: [
+      "pointer", // m: *const HnModel
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize
+    ],
+    result: "i32",
+  },
+  /** The message of the last failed call on this handle (the channel for NB calls). */
+  hn_model_last_error: {
+    parameters: [
+      "pointer", // m: *const HnModel
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize
+    ],
+    result: "i32",
+  },
+
+  // ---- trainer -------------------------------------------------------------------------------
+  hn_trainer_new: {
+    parameters: [
+      "pointer", // m: *mut HnModel — the trainer keeps a reference to it
+      "buffer", // cfg: *const u8 — JSON, copied before return
+      "usize", // cfg_len: usize
+      "buffer", // out: *mut *mut HnTrainer — caller owns the handle; free with hn_trainer_free
+    ],
+    result: "i32",
+  },
+  /** NULL ok; at most once. */
+  hn_trainer_free: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+    ],
+    result: "void",
+  },
+  hn_trainer_set_lr: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+      "f64", // lr: f64
+    ],
+    result: "i32",
+  },
+  /** Train-mode forward; keeps the graph for the next backward_step. NB. */
+  hn_trainer_forward_train: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+      "buffer", // x: *const f32 — copied before the promise settles; do not mutate until then
+      "usize", // x_len: usize
+      "buffer", // shape: *const i64 — 4 values n,c,h,w
+      "buffer", // out_logits: *mut f32 — written before the promise settles
+      "usize", // out_len: usize — must be n * num_classes
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** `logits.backward(dlogits)`, clip, optimizer step, zero grads. NB. */
+  hn_trainer_backward_step: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+      "buffer", // dlogits: *const f32 — copied before the promise settles
+      "usize", // len: usize
+      "buffer", // out_grad_norm: *mut f64 — total L2 norm before clipping
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  hn_trainer_set_loss: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+      "buffer", // cfg: *const u8 — JSON, copied before return
+      "usize", // cfg_len: usize
+    ],
+    result: "i32",
+  },
+  /** Forward, native loss (mean over batch), backward, clip, step — one call. NB. */
+  hn_trainer_train_step: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+      "buffer", // x: *const f32 — copied before the promise settles; do not mutate until then
+      "usize", // x_len: usize
+      "buffer", // shape: *const i64 — 4 values n,c,h,w
+      "buffer", // targets: *const i32 — copied before the promise settles
+      "usize", // n_targets: usize
+      "buffer", // out_logits: *mut f32 — written before the promise settles
+      "usize", // out_len: usize
+      "buffer", // out_loss: *mut f64
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  hn_trainer_step_count: {
+    parameters: [
+      "pointer", // t: *const HnTrainer
+      "buffer", // out: *mut u64
+    ],
+    result: "i32",
+  },
+  hn_trainer_save_state: {
+    parameters: [
+      "pointer", // t: *const HnTrainer
+      "buffer", // path: *const u8 — UTF-8, copied before return
+      "usize", // path_len: usize
+    ],
+    result: "i32",
+  },
+  hn_trainer_load_state: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer
+      "buffer", // path: *const u8 — UTF-8, copied before return
+      "usize", // path_len: usize
+    ],
+    result: "i32",
+  },
+  /** The message of the last failed call on this handle (the channel for NB calls). */
+  hn_trainer_last_error: {
+    parameters: [
+      "pointer", // t: *const HnTrainer
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize
+    ],
+    result: "i32",
+  },
+
+  // ---- loss ----------------------------------------------------------------------------------
+  /** Stateless loss: mean loss over n and dL/dlogits [n,c] (for the TS/native twin tests). */
+  hn_loss_eval: {
+    parameters: [
+      "buffer", // cfg: *const u8 — JSON, copied before return
+      "usize", // cfg_len: usize
+      "buffer", // logits: *const f32 — n*c values, copied before return
+      "usize", // n: usize
+      "usize", // c: usize
+      "buffer", // targets: *const i32 — n values, copied before return
+      "buffer", // out_loss: *mut f64
+      "buffer", // out_grad: *mut f32 — n*c values, written before return
+    ],
+    result: "i32",
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded symbols. */
+export type NativeSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+/** A loaded, version-checked library. */
+export interface NativeLibrary {
+  readonly path: string;
+  readonly symbols: NativeSymbols;
+  close(): void;
+}
+
+/** The library file name for this OS: `libhybridnet.so`, `libhybridnet.dylib` or `hybridnet.dll`. */
+export function libraryFileName(os: typeof Deno.build.os = Deno.build.os): string {
+  switch (os) {
+    case "windows":
+      return "hybridnet.dll";
+    case "darwin":
+      return "libhybridnet.dylib";
+    default:
+      return "libhybridnet.so";
+  }
+}
+
+/**
+ * The paths tried, in order. An explicit `HYBRIDNET_NATIVE_PATH` is the only candidate: falling
+ * back to a build output when the override is wrong would silently run another library.
+ */
+export function candidatePaths(
+  envPath: string | undefined,
+  repoRoot: string | null = findRepoRoot(),
+): string[] {
+  if (envPath !== undefined && envPath !== "") return [envPath];
+  if (repoRoot === null) return [];
+  const name = libraryFileName();
+  return ["release", "debug"].map((profile) => joinPath(repoRoot, "native", "target", profile, name));
+}
+
+function findRepoRoot(): string | null {
+  const url = new URL("../../", import.meta.url);
+  return url.protocol === "file:" ? fileURLToPath(url) : null;
+}
+
+function joinPath(root: string, ...parts: string[]): string {
+  const sep = Deno.build.os === "windows" ? "\\" : "/";
+  return [root.replace(/[\\/]+$/, ""), ...parts].join(sep);
+}
+
+function isPermissionError(err: unknown): boolean {
+  return err instanceof Deno.errors.PermissionDenied || err instanceof Deno.errors.NotCapable;
+}
+
+/** Throws `ABI_MISMATCH` unless `found` equals the version this TS side speaks. */
+export function checkAbiVersion(found: number, path: string, expected: number = ABI_VERSION): void {
+  if (found === expected) return;
+  throw new NativeError(
+    "ABI_MISMATCH",
+    "hn_abi_version",
+    `${path} speaks ABI version ${found}, but this TS code expects ABI version ${expected}; ` +
+      `rebuild the library: ${BUILD_HINT}`,
+  );
+}
+
+/**
+ * Opens `path`, checks the ABI version (with a table of only `hn_abi_version`, so an older
+ * library with missing symbols still reports its version), then binds the full table.
+ * Throws the dlopen error as is; the callers wrap it. The probe stays open until the full
+ * table is bound, so the library is never unloaded and loaded again in between (libtorch's
+ * static registrations do not like that).
+ */
+function openChecked(path: string): NativeLibrary {
+  const probe = Deno.dlopen(path, { hn_abi_version: symbols.hn_abi_version });
+  try {
+    checkAbiVersion(probe.symbols.hn_abi_version(), path);
+    const lib = Deno.dlopen(path, symbols);
+    return { path, symbols: lib.symbols, close: () => lib.close() };
+  } finally {
+    probe.close();
+  }
+}
+
+function loadFailure(tried: { path: string; error: unknown }[], hint: string, cause: unknown): NativeError {
+  const lines = tried.map(({ path, error }) =>
+    `  - ${path}: ${error instanceof Error ? error.message : String(error)}`
+  );
+  const where = tried.length === 0 ? "  (no candidate path: set HYBRIDNET_NATIVE_PATH)" : lines.join("\n");
+  return new NativeError(
+    "LOAD_FAILED",
+    "dlopen",
+    `could not load libhybridnet; tried:\n${where}\n${hint}`,
+    { cause },
+  );
+}
+
+/**
+ * Loads the library at `path` (a test hook, and the way to use a library outside the repo).
+ * Throws NativeError `LOAD_FAILED` naming the path, `ABI_MISMATCH`, or a permission error as is.
+ */
+export function loadNativeFrom(path: string): NativeLibrary {
+  try {
+    return openChecked(path);
+  } catch (error) {
+    if (isPermissionError(error) || error instanceof NativeError) throw error;
+    throw loadFailure(
+      [{ path, error }],
+      `build it with ${BUILD_HINT}, or point ${NATIVE_PATH_ENV} at it`,
+      error,
+    );
+  }
+}
+
+function searchAndLoad(): NativeLibrary {
+  const envPath = Deno.env.get(NATIVE_PATH_ENV);
+  const tried: { path: string; error: unknown }[] = [];
+  for (const path of candidatePaths(envPath)) {
+    try {
+      return openChecked(path);
+    } catch (error) {
+      if (isPermissionError(error) || error instanceof NativeError) throw error;
+      tried.push({ path, error });
+    }
+  }
+  const hint = envPath
+    ? `${NATIVE_PATH_ENV} is set; fix it or unset it to use the build outputs (${BUILD_HINT})`
+    : `build it with ${BUILD_HINT}, or set ${NATIVE_PATH_ENV}`;
+  // The cause is the error of a file that exists but failed to load, if any, over "not found".
+  const real = tried.find(({ error }) => !/no such file|cannot find|not found/i.test(String(error)));
+  throw loadFailure(tried, hint, (real ?? tried.at(-1))?.error);
+}
+
+let cached: NativeLibrary | undefined;
+
+/** The library, loaded and version-checked on first use (importing mod.ts does not load it). */
+export function getNative(): NativeLibrary {
+  cached ??= searchAndLoad();
+  return cached;
+}

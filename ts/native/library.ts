@@ -1,0 +1,109 @@
+/**
+ * Library-wide calls: build info, thread count, global seed, and the stateless native loss.
+ */
+import {
+  lossClassIssue,
+  type NativeLossInput,
+  NativeLossSchema,
+  toNativeLossConfig,
+} from "../model/options.ts";
+import { check, NativeError } from "./errors.ts";
+import { getNative } from "./ffi.ts";
+import { encodeJson, readOutString } from "./strings.ts";
+
+/** What `hn_info_json` reports about the loaded library. */
+export interface NativeInfo {
+  abi: number;
+  torch: string;
+  threads: number;
+  mkldnn: boolean;
+  cuda_devices: unknown[];
+  cuda_error: string | null;
+  library_path: string;
+}
+
+/** Build and runtime facts of the loaded library (parsed `hn_info_json`). */
+export function nativeInfo(): NativeInfo {
+  const { hn_info_json } = getNative().symbols;
+  return JSON.parse(
+    readOutString("hn_info_json", (buf, cap, outLen) => hn_info_json(buf, cap, outLen), check),
+  );
+}
+
+/** Sets libtorch's intra-op thread count. */
+export function setNumThreads(n: number): void {
+  if (!Number.isSafeInteger(n) || n < 1 || n > 2 ** 31 - 1) {
+    throw new NativeError(
+      "INVALID_ARG",
+      "hn_set_num_threads",
+      `thread count must be a positive integer; got ${n}`,
+    );
+  }
+  check(getNative().symbols.hn_set_num_threads(n), "hn_set_num_threads");
+}
+
+/** Seeds libtorch's global RNG. */
+export function manualSeed(seed: number | bigint): void {
+  if (typeof seed === "number" && !(Number.isSafeInteger(seed) && seed >= 0)) {
+    throw new NativeError(
+      "INVALID_ARG",
+      "hn_manual_seed",
+      `seed must be a non-negative integer; got ${seed}`,
+    );
+  }
+  check(getNative().symbols.hn_manual_seed(BigInt(seed)), "hn_manual_seed");
+}
+
+/**
+ * Native mean loss over the batch and dL/dlogits of `logits` `[n, c]` (row-major) against
+ * `targets` `[n]`, in the argument order of `hn_loss_eval`. For the TS/native twin tests.
+ */
+export function lossEval(
+  loss: NativeLossInput,
+  logits: Float32Array,
+  n: number,
+  c: number,
+  targets: Int32Array,
+): { loss: number; grad: Float32Array } {
+  const op = "hn_loss_eval";
+  const parsed = NativeLossSchema.parse(loss);
+  const issue = !(Number.isSafeInteger(n) && n > 0 && Number.isSafeInteger(c) && c > 0)
+    ? `n and c must be positive integers; got n=${n}, c=${c}`
+    : logits.length !== n * c
+    ? `logits has ${logits.length} values; [n, c] = [${n}, ${c}] needs ${n * c}`
+    : targets.length !== n
+    ? `targets has ${targets.length} values; n = ${n}`
+    : lossClassIssue(parsed, c);
+  if (issue !== null) throw new NativeError("INVALID_ARG", op, issue);
+  const cfg = encodeJson(toNativeLossConfig(parsed));
+  const out = new Float64Array(1);
+  const grad = new Float32Array(n * c);
+  check(
+    getNative().symbols.hn_loss_eval(
+      cfg,
+      BigInt(cfg.length),
+      logits as Float32Array<ArrayBuffer>,
+      BigInt(n),
+      BigInt(c),
+      targets as Int32Array<ArrayBuffer>,
+      out,
+      grad,
+    ),
+    op,
+  );
+  return { loss: out[0], grad };
+}
+
+/** Mean cost of one FFI call through the guard, synchronous and nonblocking (benchmark only). */
+export async function ffiOverhead(calls: number): Promise<{ syncUs: number; asyncUs: number }> {
+  const { hn_noop, hn_noop_async } = getNative().symbols;
+  for (let i = 0; i < 1000; i++) hn_noop();
+  let t0 = performance.now();
+  for (let i = 0; i < calls; i++) hn_noop();
+  const syncUs = ((performance.now() - t0) * 1000) / calls;
+  const asyncCalls = Math.max(1, Math.floor(calls / 10));
+  t0 = performance.now();
+  for (let i = 0; i < asyncCalls; i++) await hn_noop_async();
+  const asyncUs = ((performance.now() - t0) * 1000) / asyncCalls;
+  return { syncUs, asyncUs };
+}

@@ -1,0 +1,262 @@
+/**
+ * `Trainer`: the TS owner of one native `HnTrainer` handle (optimizer state and the kept
+ * autograd graph of a model). It shares its model's call queue, since both touch the weights.
+ */
+import {
+  lossClassIssue,
+  type NativeLossInput,
+  NativeLossSchema,
+  toNativeLossConfig,
+  toNativeTrainerConfig,
+  type TrainerOptions,
+} from "../model/options.ts";
+import { check, checkHandle, closedError, type HandleErrorFn, NativeError } from "./errors.ts";
+import { getNative } from "./ffi.ts";
+import { type BatchShape, checkBatch, checkTargets } from "./handle.ts";
+import { linkModel, type Model, type ModelLink } from "./model.ts";
+import { encodeJson, encodeString } from "./strings.ts";
+
+const freeTrainer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
+  getNative().symbols.hn_trainer_free(handle);
+});
+
+/** Result of `trainStep`. */
+export interface TrainStepResult {
+  /** Mean native loss over the batch. */
+  loss: number;
+  /** Train-mode logits `[n, numClasses]`. */
+  logits: Float32Array;
+}
+
+/**
+ * Trains a model: either two calls per step (`forwardTrain`, a TS loss, `backwardStep`) or one
+ * (`trainStep` with the native loss set by `setLoss`). Closed by its model's close().
+ */
+export class Trainer {
+  #handle: Deno.PointerObject | null;
+  readonly #model: Model;
+  readonly #link: ModelLink;
+  readonly #shape = new BigInt64Array(4);
+  readonly #f64 = new Float64Array(1);
+  readonly #u64 = new BigUint64Array(1);
+  #dlogitsLen: number | null = null;
+
+  private constructor(handle: Deno.PointerObject, model: Model, link: ModelLink) {
+    this.#handle = handle;
+    this.#model = model;
+    this.#link = link;
+    freeTrainer.register(this, handle, this);
+  }
+
+  /** Makes a trainer for `model` from parsed options (see `createTrainer` for the facade). */
+  static create(model: Model, options: TrainerOptions): Trainer {
+    const op = "hn_trainer_new";
+    const link = linkModel(model);
+    const cfg = encodeJson(toNativeTrainerConfig(options));
+    const out = new BigUint64Array(1);
+    const modelHandle = link.handle(op);
+    if (link.queue.busy) {
+      throw new NativeError("BUSY", op, "a call on the model is in flight; await it first");
+    }
+    check(getNative().symbols.hn_trainer_new(modelHandle, cfg, BigInt(cfg.length), out), op);
+    const handle = Deno.UnsafePointer.create(out[0]);
+    if (handle === null) throw new NativeError("STATE", op, "returned HN_OK but a null handle");
+    const trainer = new Trainer(handle, model, link);
+    link.adopt(trainer);
+    return trainer;
+  }
+
+  /** The model this trainer updates. */
+  get model(): Model {
+    return this.#model;
+  }
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
+  /** The raw handle, for interop only; throws CLOSED after close(). */
+  get unsafeHandle(): Deno.PointerObject {
+    return this.#live("unsafeHandle");
+  }
+
+  #live(op: string): Deno.PointerObject {
+    if (this.#handle === null) throw closedError(op, "trainer");
+    return this.#handle;
+  }
+
+  #idle(op: string): Deno.PointerObject {
+    const handle = this.#live(op);
+    if (this.#link.queue.busy) {
+      throw new NativeError("BUSY", op, "a call on this trainer's model is in flight; await it first");
+    }
+    return handle;
+  }
+
+  #lastError(handle: Deno.PointerObject): HandleErrorFn {
+    const { hn_trainer_last_error } = getNative().symbols;
+    return (buf, cap, outLen) => hn_trainer_last_error(handle, buf, cap, outLen);
+  }
+
+  /** Runs `fn` in the model's queue after checking (now and when it runs) that the trainer is open. */
+  #queued<T>(
+    op: string,
+    validate: () => void,
+    fn: (handle: Deno.PointerObject) => Promise<T> | T,
+  ): Promise<T> {
+    try {
+      this.#live(op);
+      validate();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#link.queue.run(() => fn(this.#live(op)));
+  }
+
+  /**
+   * Train-mode logits `[n, numClasses]`; the graph stays native for the next `backwardStep`.
+   * `x` must not be modified until the promise settles.
+   */
+  forwardTrain(x: Float32Array, shape: BatchShape): Promise<Float32Array> {
+    const op = "hn_trainer_forward_train";
+    const channels = this.#link.inputChannels;
+    return this.#queued(
+      op,
+      () => checkBatch(op, x, shape, channels),
+      async (handle) => {
+        const n = checkBatch(op, x, shape, channels, this.#shape);
+        const out = new Float32Array(n * this.#link.numClasses);
+        const { hn_trainer_forward_train } = getNative().symbols;
+        const status = await hn_trainer_forward_train(
+          handle,
+          x as Float32Array<ArrayBuffer>,
+          BigInt(x.length),
+          this.#shape,
+          out,
+          BigInt(out.length),
+        );
+        checkHandle(status, op, this.#lastError(handle));
+        this.#dlogitsLen = out.length;
+        return out;
+      },
+    );
+  }
+
+  /**
+   * `logits.backward(dlogits)`, gradient clipping and one optimizer step. `dlogits` has the
+   * shape of the last `forwardTrain` logits. Returns the total gradient L2 norm before clipping.
+   */
+  backwardStep(dlogits: Float32Array): Promise<{ gradNorm: number }> {
+    const op = "hn_trainer_backward_step";
+    const validate = (): void => {
+      if (!(dlogits instanceof Float32Array)) {
+        throw new NativeError("INVALID_ARG", op, "dlogits must be a Float32Array");
+      }
+    };
+    return this.#queued(op, validate, async (handle) => {
+      const expected = this.#dlogitsLen;
+      if (expected !== null && dlogits.length !== expected) {
+        throw new NativeError(
+          "INVALID_ARG",
+          op,
+          `dlogits has ${dlogits.length} values; the last forwardTrain gave ${expected} logits`,
+        );
+      }
+      const { hn_trainer_backward_step } = getNative().symbols;
+      const status = await hn_trainer_backward_step(
+        handle,
+        dlogits as Float32Array<ArrayBuffer>,
+        BigInt(dlogits.length),
+        this.#f64,
+      );
+      checkHandle(status, op, this.#lastError(handle));
+      this.#dlogitsLen = null;
+      return { gradNorm: this.#f64[0] };
+    });
+  }
+
+  /** Sets the native loss used by `trainStep` (validated with `NativeLossSchema`). */
+  setLoss(loss: NativeLossInput): void {
+    const op = "hn_trainer_set_loss";
+    const parsed = NativeLossSchema.parse(loss);
+    const issue = lossClassIssue(parsed, this.#link.numClasses);
+    if (issue !== null) throw new NativeError("INVALID_ARG", op, issue);
+    const handle = this.#idle(op);
+    const cfg = encodeJson(toNativeLossConfig(parsed));
+    check(getNative().symbols.hn_trainer_set_loss(handle, cfg, BigInt(cfg.length)), op);
+  }
+
+  /** One call: forward, native loss (mean over the batch), backward, clip, optimizer step. */
+  trainStep(x: Float32Array, shape: BatchShape, targets: Int32Array): Promise<TrainStepResult> {
+    const op = "hn_trainer_train_step";
+    const channels = this.#link.inputChannels;
+    const validate = (): void => {
+      const n = checkBatch(op, x, shape, channels);
+      checkTargets(op, targets, n, this.#link.numClasses);
+    };
+    return this.#queued(op, validate, async (handle) => {
+      const n = checkBatch(op, x, shape, channels, this.#shape);
+      const logits = new Float32Array(n * this.#link.numClasses);
+      const { hn_trainer_train_step } = getNative().symbols;
+      const status = await hn_trainer_train_step(
+        handle,
+        x as Float32Array<ArrayBuffer>,
+        BigInt(x.length),
+        this.#shape,
+        targets as Int32Array<ArrayBuffer>,
+        BigInt(targets.length),
+        logits,
+        BigInt(logits.length),
+        this.#f64,
+      );
+      checkHandle(status, op, this.#lastError(handle));
+      return { loss: this.#f64[0], logits };
+    });
+  }
+
+  /** Sets the learning rate of every parameter group. */
+  setLr(lr: number): void {
+    const op = "hn_trainer_set_lr";
+    if (!(Number.isFinite(lr) && lr > 0)) {
+      throw new NativeError("INVALID_ARG", op, `lr must be > 0; got ${lr}`);
+    }
+    check(getNative().symbols.hn_trainer_set_lr(this.#idle(op), lr), op);
+  }
+
+  /** Optimizer steps taken (restored by `loadState`). */
+  stepCount(): number {
+    const op = "hn_trainer_step_count";
+    check(getNative().symbols.hn_trainer_step_count(this.#idle(op), this.#u64), op);
+    return Number(this.#u64[0]);
+  }
+
+  /** Writes the optimizer moments and step count as safetensors (atomically). */
+  saveState(path: string): Promise<void> {
+    return this.#pathCall("hn_trainer_save_state", path);
+  }
+
+  /** Restores what `saveState` wrote; NativeError `CHECKPOINT` when it does not fit. */
+  loadState(path: string): Promise<void> {
+    return this.#pathCall("hn_trainer_load_state", path);
+  }
+
+  #pathCall(op: "hn_trainer_save_state" | "hn_trainer_load_state", path: string): Promise<void> {
+    return this.#queued(op, () => {}, (handle) => {
+      const bytes = encodeString(path);
+      check(getNative().symbols[op](handle, bytes, BigInt(bytes.length)), op);
+    });
+  }
+
+  /** Frees the handle (after an in-flight call settles). Idempotent. */
+  close(): void {
+    const handle = this.#handle;
+    if (handle === null) return;
+    this.#handle = null;
+    freeTrainer.unregister(this);
+    this.#link.release(this);
+    this.#link.queue.whenIdle(() => getNative().symbols.hn_trainer_free(handle));
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
