@@ -1,0 +1,43 @@
+//! Build script: makes the library and test binaries find libtorch at run time (rpath to
+//! `$LIBTORCH/lib`) and records the torch version for `hn_info_json`.
+
+use std::env;
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=HN_TORCH_VERSION");
+    let mut version = env::var("HN_TORCH_VERSION").ok().filter(|v| !v.trim().is_empty());
+    if let Ok(libtorch) = env::var("LIBTORCH") {
+        let lib = Path::new(&libtorch).join("lib");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        let version_file = Path::new(&libtorch).join("build-version");
+        println!("cargo:rerun-if-changed={}", version_file.display());
+        if version.is_none() {
+            version = std::fs::read_to_string(&version_file).ok().map(|v| v.trim().to_string());
+        }
+        if version.is_none() {
+            version = version_from_header(Path::new(&libtorch));
+        }
+    }
+    let version = version.unwrap_or_else(|| "unknown".to_string());
+    // "2.11.0+cpu" -> "2.11.0": the info JSON reports the release, not the build flavour.
+    let release = version.split('+').next().unwrap_or(&version).trim().to_string();
+    println!("cargo:rustc-env=HN_TORCH_VERSION={release}");
+}
+
+/// `MAJOR.MINOR.PATCH` from libtorch's `torch/version.h` (present in every libtorch, including
+/// the include tree of a pip-installed torch).
+fn version_from_header(libtorch: &Path) -> Option<String> {
+    let candidates = ["include/torch/csrc/api/include/torch/version.h", "include/torch/headeronly/version.h"];
+    for rel in candidates {
+        let path = libtorch.join(rel);
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        println!("cargo:rerun-if-changed={}", path.display());
+        let get = |key: &str| text.lines().find_map(|l| l.trim().strip_prefix("#define ")?.strip_prefix(key)?.trim().parse::<u32>().ok());
+        if let (Some(a), Some(b), Some(c)) = (get("TORCH_VERSION_MAJOR"), get("TORCH_VERSION_MINOR"), get("TORCH_VERSION_PATCH")) {
+            return Some(format!("{a}.{b}.{c}"));
+        }
+    }
+    None
+}

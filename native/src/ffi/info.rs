@@ -1,0 +1,111 @@
+//! Library-level exports: ABI version, last error, build/runtime info, threads, seed, no-op.
+
+use super::{last_error, write_str, ABI_VERSION};
+use crate::error::{Error, Result};
+use crate::ffi_fn;
+use serde_json::json;
+
+/// The ABI version of this library (`ABI_VERSION`). No status; never fails; thread-safe.
+#[no_mangle]
+pub extern "C" fn hn_abi_version() -> u32 {
+    crate::runtime::init_quietly();
+    ABI_VERSION
+}
+
+/// Length in bytes of this thread's last error message (0 if none). Thread-safe: each thread
+/// has its own message.
+#[no_mangle]
+pub extern "C" fn hn_last_error_length() -> usize {
+    last_error().len()
+}
+
+/// Copies up to `cap` bytes of this thread's last error message (UTF-8, no NUL) into `buf`
+/// and returns the number of bytes written. `buf` may be NULL only when `cap` is 0. The
+/// caller owns `buf`; it is not kept.
+#[no_mangle]
+pub unsafe extern "C" fn hn_last_error_message(buf: *mut u8, cap: usize) -> usize {
+    let msg = last_error();
+    let n = msg.len().min(cap);
+    if n == 0 || buf.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller provides `cap` writable bytes at `buf`.
+    unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf, n) };
+    n
+}
+
+/// Path of the loaded library file, from `dladdr` of one of its functions.
+fn library_path() -> Option<String> {
+    #[cfg(unix)]
+    {
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let addr = hn_abi_version as *const libc::c_void;
+        // SAFETY: dladdr only reads the loader's tables; `info` is a valid out-parameter.
+        if unsafe { libc::dladdr(addr, &mut info) } != 0 && !info.dli_fname.is_null() {
+            // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
+            let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+            // dli_fname is the path as given to dlopen, which may be relative.
+            return Some(std::fs::canonicalize(&name).map(|p| p.display().to_string()).unwrap_or(name));
+        }
+    }
+    None
+}
+
+/// The info JSON: abi, torch version, threads, mkldnn, CUDA devices (via the driver) or the
+/// reason there are none, and the library path.
+pub fn info_json() -> String {
+    let (devices, cuda_error) = crate::cuda::list_devices();
+    json!({
+        "abi": ABI_VERSION,
+        "torch": env!("HN_TORCH_VERSION"),
+        "threads": tch::get_num_threads(),
+        "mkldnn": tch::utils::has_mkldnn(),
+        "cuda_devices": devices,
+        "cuda_error": cuda_error,
+        "library_path": library_path(),
+    })
+    .to_string()
+}
+
+ffi_fn! {
+    /// Writes the info JSON (`{"abi":1,"torch":"2.11.0","threads":..,"mkldnn":..,
+    /// "cuda_devices":[..],"cuda_error":null|"..","library_path":".."}`) to `buf`.
+    /// `out_len` (non-null) receives the needed size; `HN_ERR_BUFFER_TOO_SMALL` if `cap` is
+    /// smaller. Thread-safe. The caller owns both buffers.
+    fn hn_info_json(buf: *mut u8, cap: usize, out_len: *mut usize) {
+        // SAFETY: per this export's contract.
+        unsafe { write_str(&info_json(), buf, cap, out_len) }
+    }
+}
+
+ffi_fn! {
+    /// Sets the number of torch intra-op threads (`n >= 1`). Process-wide.
+    fn hn_set_num_threads(n: i32) {
+        if n < 1 {
+            return Err(Error::invalid(format!("threads must be >= 1, got {n}")));
+        }
+        tch::set_num_threads(n);
+        Ok(())
+    }
+}
+
+ffi_fn! {
+    /// Seeds torch's global generator (weight init, dropout). Process-wide.
+    fn hn_manual_seed(seed: u64) {
+        tch::manual_seed(seed as i64);
+        Ok(())
+    }
+}
+
+ffi_fn! {
+    /// Does nothing, through the guard (measures the FFI overhead). Thread-safe.
+    fn hn_noop() {
+        Ok(())
+    }
+}
+
+/// Parses JSON config bytes into `T` (`deny_unknown_fields` on `T`); errors are
+/// `HN_ERR_INVALID_ARG` naming `what`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("{what}: {e}")))
+}

@@ -1,0 +1,63 @@
+//! `DenseBlock`: layers of GN → ReLU → Conv1x1(4g) → GN → ReLU → Conv3x3(g), each fed the
+//! concatenation of the block input and all previous layer outputs.
+
+use super::groups::get_groups;
+use super::layers::{Conv2d, GroupNorm};
+use crate::error::Result;
+use tch::{nn, Tensor};
+
+/// One dense layer (`layers.{i}.{0,2,3,5}`; indices 1 and 4 are the parameter-free ReLUs).
+#[derive(Debug)]
+struct DenseLayer {
+    gn1: GroupNorm,
+    conv1: Conv2d,
+    gn2: GroupNorm,
+    conv2: Conv2d,
+}
+
+impl DenseLayer {
+    fn new(p: &nn::Path, c_in: i64, growth: i64) -> Result<Self> {
+        let mid = 4 * growth;
+        Ok(Self {
+            gn1: GroupNorm::new(&(p / 0), get_groups(c_in), c_in)?,
+            conv1: Conv2d::new(&(p / 2), c_in, mid, 1, 1, 0, false)?,
+            gn2: GroupNorm::new(&(p / 3), get_groups(mid), mid)?,
+            conv2: Conv2d::new(&(p / 5), mid, growth, 3, 1, 1, false)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.conv1.forward(&self.gn1.forward(x)?.f_relu()?)?;
+        self.conv2.forward(&self.gn2.forward(&x)?.f_relu()?)
+    }
+}
+
+/// A dense block with `num_layers` layers of growth rate `growth`.
+#[derive(Debug)]
+pub struct DenseBlock {
+    layers: Vec<DenseLayer>,
+}
+
+impl DenseBlock {
+    /// Builds the block under `p` (layers live at `p.layers.{i}`).
+    pub fn new(p: &nn::Path, c_in: i64, growth: i64, num_layers: i64) -> Result<Self> {
+        let pl = p / "layers";
+        let layers = (0..num_layers).map(|i| DenseLayer::new(&(&pl / i), c_in + i * growth, growth)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// Output channel count for an input of `c_in` channels.
+    pub fn out_channels(c_in: i64, growth: i64, num_layers: i64) -> i64 {
+        c_in + growth * num_layers
+    }
+
+    /// `[N, c_in, H, W]` → `[N, c_in + growth * num_layers, H, W]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut features = vec![x.shallow_clone()];
+        for layer in &self.layers {
+            let out = layer.forward(&Tensor::f_cat(&features, 1)?)?;
+            features.push(out);
+        }
+        Ok(Tensor::f_cat(&features, 1)?)
+    }
+}

@@ -1,0 +1,11 @@
+//! Training: hand-written optimizers ([`optim`]), native losses ([`loss`]), gradient
+//! clipping ([`clip`]) and the two-call / one-call step with savable state ([`trainer`]).
+
+pub mod clip;
+pub mod loss;
+pub mod optim;
+pub mod trainer;
+
+pub use loss::{LossConfig, LossKind};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use trainer::{Trainer, TrainerConfig};

@@ -1,0 +1,393 @@
+//! Optimizers written on tensors so their state can be saved: Adam (L2 weight decay added to
+//! the gradient), AdamW (decoupled decay) and SGD with momentum / Nesterov, all with PyTorch's
+//! update rules. Parameters whose gradient is undefined are skipped and get no state, as in
+//! PyTorch (the FPN in `fpn: "skip"` mode never receives a gradient and stays unchanged).
+
+use crate::checkpoint::F32Tensor;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use tch::Tensor;
+
+/// Which update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// `torch.optim.Adam`.
+    Adam,
+    /// `torch.optim.AdamW`.
+    Adamw,
+    /// `torch.optim.SGD` (dampening 0).
+    Sgd,
+}
+
+impl OptimizerKind {
+    /// The lowercase name used in JSON and in state-file metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Adamw => "adamw",
+            OptimizerKind::Sgd => "sgd",
+        }
+    }
+
+    /// The per-parameter state tensors this rule keeps (prefixes of the saved names).
+    pub fn state_names(self) -> &'static [&'static str] {
+        match self {
+            OptimizerKind::Adam | OptimizerKind::Adamw => &["exp_avg", "exp_avg_sq"],
+            OptimizerKind::Sgd => &["momentum"],
+        }
+    }
+}
+
+fn default_betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+
+/// Optimizer hyper-parameters (the `optimizer` object of the trainer config).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// Update rule.
+    pub kind: OptimizerKind,
+    /// Learning rate.
+    pub lr: f64,
+    /// Adam betas (default `[0.9, 0.999]`).
+    #[serde(default = "default_betas")]
+    pub betas: (f64, f64),
+    /// Adam epsilon (default 1e-8).
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Weight decay (L2 for Adam and SGD, decoupled for AdamW). Default 0.
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// SGD momentum (default 0.9; 0 disables the buffer).
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// SGD Nesterov momentum (default false).
+    #[serde(default)]
+    pub nesterov: bool,
+}
+
+impl OptimizerConfig {
+    /// An Adam config with PyTorch defaults and learning rate `lr`.
+    pub fn adam(lr: f64) -> Self {
+        Self {
+            kind: OptimizerKind::Adam,
+            lr,
+            betas: default_betas(),
+            eps: default_eps(),
+            weight_decay: 0.0,
+            momentum: default_momentum(),
+            nesterov: false,
+        }
+    }
+
+    /// Range checks; messages name the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, v: f64| Error::invalid(format!("optimizer.{field} out of range: {v}"));
+        if !self.lr.is_finite() || self.lr < 0.0 {
+            return Err(bad("lr", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.betas.0) {
+            return Err(bad("betas[0]", self.betas.0));
+        }
+        if !(0.0..1.0).contains(&self.betas.1) {
+            return Err(bad("betas[1]", self.betas.1));
+        }
+        if !self.eps.is_finite() || self.eps < 0.0 {
+            return Err(bad("eps", self.eps));
+        }
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
+            return Err(bad("weight_decay", self.weight_decay));
+        }
+        if !self.momentum.is_finite() || self.momentum < 0.0 {
+            return Err(bad("momentum", self.momentum));
+        }
+        if self.nesterov && (self.momentum <= 0.0) {
+            return Err(Error::invalid("optimizer.nesterov requires momentum > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Saved optimizer state: named tensors plus string metadata.
+pub type StateDict = (Vec<(String, F32Tensor)>, HashMap<String, String>);
+
+/// Per-parameter state.
+#[derive(Debug, Default)]
+struct ParamState {
+    step: u64,
+    /// name ("exp_avg", "exp_avg_sq", "momentum") → tensor.
+    buffers: BTreeMap<&'static str, Tensor>,
+}
+
+/// A stateful optimizer over named parameters.
+#[derive(Debug)]
+pub struct Optimizer {
+    cfg: OptimizerConfig,
+    state: HashMap<String, ParamState>,
+    steps: u64,
+}
+
+fn zeros_like(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_zeros_like()?)
+}
+
+fn buffer<'a>(st: &'a mut ParamState, name: &'static str, like: &Tensor) -> Result<&'a mut Tensor> {
+    if !st.buffers.contains_key(name) {
+        st.buffers.insert(name, zeros_like(like)?);
+    }
+    st.buffers.get_mut(name).ok_or_else(|| Error::State(format!("optimizer buffer {name}")))
+}
+
+impl Optimizer {
+    /// A fresh optimizer (no state, step 0).
+    pub fn new(cfg: OptimizerConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self { cfg, state: HashMap::new(), steps: 0 })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.cfg
+    }
+
+    /// Number of `step` calls so far.
+    pub fn step_count(&self) -> u64 {
+        self.steps
+    }
+
+    /// Changes the learning rate for the following steps.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(Error::invalid(format!("lr must be finite and >= 0, got {lr}")));
+        }
+        self.cfg.lr = lr;
+        Ok(())
+    }
+
+    /// One update of every parameter that has a gradient (runs under `no_grad`).
+    pub fn step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (name, p) in params {
+            let grad = p.f_grad()?;
+            if !grad.defined() {
+                continue;
+            }
+            let st = self.state.entry(name.clone()).or_default();
+            st.step += 1;
+            let mut p = p.shallow_clone();
+            match self.cfg.kind {
+                OptimizerKind::Adam | OptimizerKind::Adamw => adam_update(&self.cfg, st, &mut p, &grad)?,
+                OptimizerKind::Sgd => sgd_update(&self.cfg, st, &mut p, &grad)?,
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// The state as named float32 tensors (`exp_avg.<param>` ...), plus metadata holding the
+    /// optimizer kind, the step count and each parameter's own step count.
+    pub fn state_dict(&self) -> Result<StateDict> {
+        let mut tensors = Vec::new();
+        let mut param_steps = BTreeMap::new();
+        for (param, st) in &self.state {
+            param_steps.insert(param.clone(), st.step);
+            for (buf, t) in &st.buffers {
+                tensors.push((format!("{buf}.{param}"), F32Tensor::from_tensor(t)?));
+            }
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let meta = HashMap::from([
+            ("format".to_string(), "hybridnet-trainer-state".to_string()),
+            ("optimizer".to_string(), self.cfg.kind.name().to_string()),
+            ("step".to_string(), self.steps.to_string()),
+            ("param_steps".to_string(), serde_json::to_string(&param_steps).map_err(|e| Error::State(e.to_string()))?),
+        ]);
+        Ok((tensors, meta))
+    }
+
+    /// Replaces the state with one read from a file. Every tensor must be `<buffer>.<param>`
+    /// for a buffer of this optimizer kind and a known parameter of the same shape; the
+    /// metadata must name the same optimizer kind. Nothing changes on error.
+    pub fn load_state_dict(
+        &mut self,
+        params: &[(String, Tensor)],
+        tensors: &[(String, F32Tensor)],
+        meta: &HashMap<String, String>,
+        origin: &str,
+    ) -> Result<()> {
+        let ck = |msg: String| Error::Checkpoint(format!("{origin}: {msg}"));
+        let kind = meta.get("optimizer").ok_or_else(|| ck("metadata lacks \"optimizer\"".into()))?;
+        if kind != self.cfg.kind.name() {
+            return Err(ck(format!("state is for optimizer {kind}, this trainer uses {}", self.cfg.kind.name())));
+        }
+        let steps: u64 = meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| ck("metadata lacks a valid \"step\"".into()))?;
+        let param_steps: BTreeMap<String, u64> = match meta.get("param_steps") {
+            Some(s) => serde_json::from_str(s).map_err(|e| ck(format!("bad param_steps metadata: {e}")))?,
+            None => BTreeMap::new(),
+        };
+        let shapes: HashMap<&str, Vec<i64>> = params.iter().map(|(n, t)| (n.as_str(), t.size())).collect();
+        let mut state: HashMap<String, ParamState> = HashMap::new();
+        for (name, t) in tensors {
+            let (buf, param) = name.split_once('.').ok_or_else(|| ck(format!("unexpected tensor {name}")))?;
+            let buf =
+                self.cfg.kind.state_names().iter().copied().find(|b| *b == buf).ok_or_else(|| ck(format!("unexpected tensor {name}")))?;
+            let shape = shapes.get(param).ok_or_else(|| ck(format!("unexpected tensor {name} (no parameter {param})")))?;
+            if &t.shape != shape {
+                return Err(ck(format!("tensor {name} has shape {:?}, the parameter has {shape:?}", t.shape)));
+            }
+            let st = state.entry(param.to_string()).or_default();
+            st.step = param_steps.get(param).copied().unwrap_or(steps);
+            st.buffers.insert(buf, t.to_tensor()?);
+        }
+        for (param, st) in &state {
+            for buf in self.cfg.kind.state_names() {
+                // SGD without momentum keeps no buffer; Adam always keeps both moments.
+                let needed = self.cfg.kind != OptimizerKind::Sgd || self.cfg.momentum != 0.0;
+                if needed && !st.buffers.contains_key(buf) {
+                    return Err(ck(format!("missing tensor {buf}.{param}")));
+                }
+            }
+        }
+        self.state = state;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+fn adam_update(cfg: &OptimizerConfig, st: &mut ParamState, p: &mut Tensor, grad: &Tensor) -> Result<()> {
+    let (b1, b2) = cfg.betas;
+    let mut g = grad.shallow_clone();
+    if cfg.weight_decay != 0.0 {
+        match cfg.kind {
+            OptimizerKind::Adamw => {
+                let _ = p.f_mul_scalar_(1.0 - cfg.lr * cfg.weight_decay)?;
+            }
+            _ => g = g.f_add(&p.f_mul_scalar(cfg.weight_decay)?)?,
+        }
+    }
+    let step = st.step as f64;
+    {
+        let m = buffer(st, "exp_avg", p)?;
+        let _ = m.f_mul_scalar_(b1)?;
+        let _ = m.f_add_(&g.f_mul_scalar(1.0 - b1)?)?;
+    }
+    {
+        let v = buffer(st, "exp_avg_sq", p)?;
+        let _ = v.f_mul_scalar_(b2)?;
+        let _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - b2)?)?;
+    }
+    let bias_correction1 = 1.0 - b1.powf(step);
+    let bias_correction2 = 1.0 - b2.powf(step);
+    let step_size = cfg.lr / bias_correction1;
+    let m = st.buffers.get("exp_avg").ok_or_else(|| Error::State("exp_avg".into()))?;
+    let v = st.buffers.get("exp_avg_sq").ok_or_else(|| Error::State("exp_avg_sq".into()))?;
+    let denom = v.f_sqrt()?.f_div_scalar(bias_correction2.sqrt())?.f_add_scalar(cfg.eps)?;
+    let _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(step_size)?)?;
+    Ok(())
+}
+
+fn sgd_update(cfg: &OptimizerConfig, st: &mut ParamState, p: &mut Tensor, grad: &Tensor) -> Result<()> {
+    let mut d_p = grad.shallow_clone();
+    if cfg.weight_decay != 0.0 {
+        d_p = d_p.f_add(&p.f_mul_scalar(cfg.weight_decay)?)?;
+    }
+    if cfg.momentum != 0.0 {
+        let buf = if let Some(buf) = st.buffers.get_mut("momentum") {
+            let _ = buf.f_mul_scalar_(cfg.momentum)?;
+            let _ = buf.f_add_(&d_p)?;
+            buf.shallow_clone()
+        } else {
+            let buf = d_p.f_detach_copy()?;
+            st.buffers.insert("momentum", buf.shallow_clone());
+            buf
+        };
+        d_p = if cfg.nesterov { d_p.f_add(&buf.f_mul_scalar(cfg.momentum)?)? } else { buf };
+    }
+    let _ = p.f_sub_(&d_p.f_mul_scalar(cfg.lr)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    fn param(vals: &[f32], grad: &[f32]) -> (String, Tensor) {
+        let p = Tensor::from_slice(vals).set_requires_grad(true);
+        let g = Tensor::from_slice(grad);
+        (p.shallow_clone() * g).sum(Kind::Float).backward();
+        ("w".to_string(), p)
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr_times_sign() {
+        let params = vec![param(&[1.0, -2.0], &[0.5, -3.0])];
+        let mut opt = Optimizer::new(OptimizerConfig::adam(0.1)).unwrap();
+        opt.step(&params).unwrap();
+        let v: Vec<f32> = Vec::try_from(&params[0].1.detach()).unwrap();
+        assert!((v[0] - 0.9).abs() < 1e-6 && (v[1] + 1.9).abs() < 1e-6, "{v:?}");
+        assert_eq!(opt.step_count(), 1);
+    }
+
+    #[test]
+    fn sgd_momentum_and_nesterov_follow_pytorch() {
+        // Two steps with constant grad g=1, lr=0.1, momentum=0.9:
+        // plain: buf1=1, buf2=1.9 → p = 1 - 0.1 - 0.19; nesterov: d1=1+0.9, d2=1+0.9*1.9.
+        for (nesterov, want) in [(false, 1.0 - 0.1 - 0.19), (true, 1.0 - 0.19 - 0.1 * (1.0 + 0.9 * 1.9))] {
+            let params = vec![param(&[1.0], &[1.0])];
+            let cfg = OptimizerConfig { kind: OptimizerKind::Sgd, nesterov, ..OptimizerConfig::adam(0.1) };
+            let mut opt = Optimizer::new(cfg).unwrap();
+            opt.step(&params).unwrap();
+            opt.step(&params).unwrap();
+            let v = params[0].1.double_value(&[0]);
+            assert!((v - want).abs() < 1e-6, "nesterov={nesterov}: {v} vs {want}");
+        }
+    }
+
+    #[test]
+    fn adamw_decays_and_params_without_grad_are_skipped() {
+        let with = param(&[1.0], &[0.0]);
+        let without = ("frozen".to_string(), Tensor::from_slice(&[5f32]).set_requires_grad(true));
+        let cfg = OptimizerConfig { kind: OptimizerKind::Adamw, weight_decay: 0.5, ..OptimizerConfig::adam(0.1) };
+        let mut opt = Optimizer::new(cfg).unwrap();
+        opt.step(&[with.clone_pair(), without.clone_pair()]).unwrap();
+        assert!((with.1.double_value(&[0]) - 0.95).abs() < 1e-6);
+        assert_eq!(without.1.double_value(&[0]), 5.0);
+        let (tensors, _) = opt.state_dict().unwrap();
+        let names: Vec<_> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["exp_avg.w", "exp_avg_sq.w"]);
+    }
+
+    trait ClonePair {
+        fn clone_pair(&self) -> (String, Tensor);
+    }
+    impl ClonePair for (String, Tensor) {
+        fn clone_pair(&self) -> (String, Tensor) {
+            (self.0.clone(), self.1.shallow_clone())
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        for json in [
+            r#"{"kind":"adam"}"#,
+            r#"{"kind":"rmsprop","lr":1}"#,
+            r#"{"kind":"adam","lr":-1}"#,
+            r#"{"kind":"sgd","lr":1,"momentum":0,"nesterov":true}"#,
+            r#"{"kind":"adam","lr":1,"foo":1}"#,
+        ] {
+            let parsed: std::result::Result<OptimizerConfig, _> = serde_json::from_str(json);
+            let ok = parsed.map(|c| c.validate().is_ok()).unwrap_or(false);
+            assert!(!ok, "{json} accepted");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Trainer contracts: state save/load gives an identical next step (Adam, AdamW, SGD), the
+//! two-call step equals the one-call step, and bad checkpoint/state files give the right
+//! error kind naming the tensor.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hybridnet::checkpoint;
+use hybridnet::error::status::*;
+use hybridnet::model::{lock, HybridNet, HybridNetConfig, SharedModel};
+use hybridnet::train::{LossConfig, Trainer, TrainerConfig};
+use std::sync::{Arc, Mutex};
+use tch::Tensor;
+
+fn small_cfg(num_classes: i64) -> HybridNetConfig {
+    HybridNetConfig { num_classes, input_channels: 1, dropout_rate: 0.0, ..Default::default() }
+}
+
+fn new_model(num_classes: i64) -> SharedModel {
+    hybridnet::runtime::init();
+    Arc::new(Mutex::new(HybridNet::new(&small_cfg(num_classes)).unwrap()))
+}
+
+fn batch() -> (Tensor, [i32; 2]) {
+    let x = Tensor::from_slice(&(0..2 * 16 * 16).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect::<Vec<_>>()).view([2, 1, 16, 16]);
+    (x, [1, 2])
+}
+
+fn trainer(m: &SharedModel, opt: &str) -> Trainer {
+    let cfg = TrainerConfig::from_json(format!(r#"{{"optimizer":{opt},"clip_grad_norm":0.5}}"#).as_bytes()).unwrap();
+    let mut t = Trainer::new(m.clone(), &cfg).unwrap();
+    t.set_loss(LossConfig::from_json(br#"{"kind":"focal","gamma":1.0}"#).unwrap()).unwrap();
+    t
+}
+
+fn weights(m: &SharedModel) -> Vec<Tensor> {
+    lock(m).named_parameters().iter().map(|(_, t)| t.copy()).collect()
+}
+
+#[test]
+fn state_round_trip_gives_an_identical_next_step() {
+    let dir = scratch("state");
+    let (x, y) = batch();
+    for opt in [
+        r#"{"kind":"adam","lr":0.001,"weight_decay":0.01}"#,
+        r#"{"kind":"adamw","lr":0.001,"weight_decay":0.1}"#,
+        r#"{"kind":"sgd","lr":0.01,"momentum":0.9,"nesterov":true,"weight_decay":0.001}"#,
+    ] {
+        let a = new_model(3);
+        let mut ta = trainer(&a, opt);
+        ta.train_step(&x, &y).unwrap();
+        ta.train_step(&x, &y).unwrap();
+        let wpath = dir.join("w.safetensors");
+        let spath = dir.join("s.safetensors");
+        checkpoint::save_params(&wpath, lock(&a).named_parameters()).unwrap();
+        ta.save_state(&spath).unwrap();
+        let loss_a = ta.train_step(&x, &y).unwrap().loss;
+
+        let b = new_model(3);
+        checkpoint::load_params(&wpath, lock(&b).named_parameters()).unwrap();
+        let mut tb = trainer(&b, opt);
+        tb.load_state(&spath).unwrap();
+        assert_eq!(tb.optimizer().step_count(), 2);
+        let loss_b = tb.train_step(&x, &y).unwrap().loss;
+        assert_eq!(loss_a, loss_b, "{opt}");
+        for (wa, wb) in weights(&a).iter().zip(weights(&b).iter()) {
+            assert!(wa.equal(wb), "{opt}: weights differ after the resumed step");
+        }
+        // A fresh trainer (no state) takes a different step: the state mattered.
+        let c = new_model(3);
+        checkpoint::load_params(&wpath, lock(&c).named_parameters()).unwrap();
+        trainer(&c, opt).train_step(&x, &y).unwrap();
+        assert!(weights(&a).iter().zip(weights(&c).iter()).any(|(p, q)| !p.equal(q)), "{opt}");
+    }
+}
+
+#[test]
+fn two_call_step_equals_one_call_step() {
+    let (x, y) = batch();
+    let dir = scratch("twocall");
+    let wpath = dir.join("w.safetensors");
+    let a = new_model(3);
+    checkpoint::save_params(&wpath, lock(&a).named_parameters()).unwrap();
+    let b = new_model(3);
+    checkpoint::load_params(&wpath, lock(&b).named_parameters()).unwrap();
+    let opt = r#"{"kind":"adam","lr":0.001}"#;
+    let one = trainer(&a, opt).train_step(&x, &y).unwrap();
+
+    let mut tb = trainer(&b, opt);
+    let logits = tb.forward_train(&x).unwrap();
+    assert!(logits.equal(&one.logits));
+    let z: Vec<f32> = Vec::try_from(&logits.flatten(0, -1)).unwrap();
+    let (loss, grad) = LossConfig::from_json(br#"{"kind":"focal","gamma":1.0}"#).unwrap().eval(&z, 2, 3, &y).unwrap();
+    assert!(rel(loss, one.loss) < 1e-6);
+    let norm = tb.backward_step(&grad).unwrap();
+    assert!(rel(norm, one.grad_norm) < 1e-5, "{norm} vs {}", one.grad_norm);
+    for (wa, wb) in weights(&a).iter().zip(weights(&b).iter()) {
+        let d = (wa - wb).abs().max().double_value(&[]);
+        assert!(d < 1e-6, "two-call and one-call steps differ by {d}");
+    }
+    assert_eq!(tb.backward_step(&grad).unwrap_err().code(), HN_ERR_STATE);
+}
+
+#[test]
+fn model_checkpoint_errors_name_the_tensor() {
+    let dir = scratch("ckpt");
+    let p8 = dir.join("c8.safetensors");
+    let m8 = new_model(8);
+    checkpoint::save_params(&p8, lock(&m8).named_parameters()).unwrap();
+    let m3 = new_model(3);
+    let err = checkpoint::load_params(&p8, lock(&m3).named_parameters()).unwrap_err();
+    assert_eq!(err.code(), HN_ERR_CHECKPOINT);
+    assert!(err.to_string().contains("classifier.8.weight"), "{err}");
+    // The seed's own file loads into a default model.
+    let seed = HybridNet::new(&HybridNetConfig::default()).unwrap();
+    checkpoint::load_params(&reference_dir().join("hybridnet_seed_init.safetensors"), seed.named_parameters()).unwrap();
+    // A gradient file lacks the FPN tensors.
+    let err = checkpoint::load_params(&reference_dir().join("grads_nodropout.safetensors"), seed.named_parameters()).unwrap_err();
+    assert!(err.to_string().contains("missing tensor fpn."), "{err}");
+}
+
+#[test]
+fn bad_trainer_state_files_are_rejected() {
+    let dir = scratch("badstate");
+    let (x, y) = batch();
+    let m = new_model(3);
+    let mut adam = trainer(&m, r#"{"kind":"adam","lr":0.001}"#);
+    adam.train_step(&x, &y).unwrap();
+    let spath = dir.join("adam.safetensors");
+    adam.save_state(&spath).unwrap();
+    let mut sgd = trainer(&m, r#"{"kind":"sgd","lr":0.001}"#);
+    let err = sgd.load_state(&spath).unwrap_err();
+    assert_eq!(err.code(), HN_ERR_CHECKPOINT);
+    assert!(err.to_string().contains("adam"), "{err}");
+    // State of a model with another head: shape mismatch names the tensor.
+    let other = new_model(4);
+    let mut t4 = trainer(&other, r#"{"kind":"adam","lr":0.001}"#);
+    let err = t4.load_state(&spath).unwrap_err();
+    assert!(err.to_string().contains("classifier.8."), "{err}");
+    assert_eq!(t4.optimizer().step_count(), 0);
+    // Weights are not trainer state.
+    let wpath = dir.join("w.safetensors");
+    checkpoint::save_params(&wpath, lock(&m).named_parameters()).unwrap();
+    assert_eq!(adam.load_state(&wpath).unwrap_err().code(), HN_ERR_CHECKPOINT);
+    assert_eq!(adam.load_state(&dir.join("missing.safetensors")).unwrap_err().code(), HN_ERR_IO);
+}
