@@ -1,0 +1,156 @@
+/**
+ * The plugin contracts of the pipeline: each stage is a tiny interface (1-3 methods), decisions
+ * are pure, and the runner carries them out. A plugin module is one file exporting
+ * `{ name, configSchema, create(cfg, ctx) }` (see `PluginModule`); configs name a built-in or a
+ * path to a user's .ts file that exports the same shape.
+ */
+import type { z } from "zod";
+
+/** Images of one split: file paths decoded natively, or pixels already in memory (u8 NCHW). */
+export type ImageSource =
+  | { kind: "files"; paths: string[] }
+  | { kind: "pixels"; data: Uint8Array; shape: [n: number, c: number, h: number, w: number] };
+
+export interface Split {
+  source: ImageSource;
+  /** class index per image, same order as the source */
+  labels: Int32Array;
+}
+
+export interface Dataset {
+  classNames: string[];
+  train: Split;
+  val?: Split;
+  test?: Split;
+  /** where it came from, for logs and the report */
+  description: string;
+}
+
+/** Seedable PRNG with a state that survives a resume. */
+export interface Rng {
+  next(): number; // uniform [0,1)
+  int(n: number): number; // uniform integer [0,n)
+  state(): number[];
+  setState(s: number[]): void;
+}
+
+/** What every plugin's create() receives. */
+export interface PluginContext {
+  /** folder of the config file, for resolving relative paths */
+  configDir: string;
+  /** the run's seed */
+  seed: number;
+  log(line: string): void;
+}
+
+/** Something with state to put in a checkpoint, restored on --resume. */
+export interface Stateful {
+  readonly stateKey: string;
+  stateDict(): unknown;
+  loadStateDict(state: unknown): void;
+}
+
+// ---- stages ----------------------------------------------------------------------------------
+
+export interface Loader {
+  load(): Promise<Dataset>;
+}
+
+/** Declarative ops run natively per batch (see docs/ABI.md, augment ops). */
+export type AugmentOp =
+  | { op: "hflip"; p: number }
+  | { op: "vflip"; p: number }
+  | { op: "rot90"; p: number }
+  | { op: "random_resized_crop"; scale: [number, number]; ratio: [number, number] }
+  | { op: "jitter"; brightness: number; contrast: number }
+  | { op: "normalize"; mean: number[]; std: number[] };
+
+export interface Augmenter {
+  /** native ops applied to training batches, in order (normalize included) */
+  trainOps: AugmentOp[];
+  /** ops for evaluation batches: typically only normalize */
+  evalOps: AugmentOp[];
+  /** optional slow path: runs in TS on the u8 batch [n,c,h,w] before the native ops */
+  transformU8?(batch: Uint8Array, shape: [number, number, number, number], rng: Rng): void;
+}
+
+export interface Sampler {
+  /** indices into the training split for one epoch, drawn only from active classes */
+  sample(labels: Int32Array, activeClasses: number[], epoch: number, rng: Rng): Int32Array;
+  /** probability of drawing each class per draw (length = numClasses), for data:inspect and logs */
+  expectedClassShare(labels: Int32Array, activeClasses: number[], numClasses: number, epoch: number): number[];
+}
+
+export interface LossResult {
+  loss: number;
+  /** dL/dlogits, [n, c] */
+  grad: Float32Array;
+}
+
+export interface Loss {
+  /** mean loss over the batch and its gradient; `activeMask[c]` = 0 means class c is masked out */
+  compute(logits: Float32Array, targets: Int32Array, n: number, c: number, activeMask: Uint8Array | null): LossResult;
+  /** the native twin (one-call step), when the loss has one */
+  native?(activeMask: Uint8Array | null): NativeLossConfig;
+}
+
+export interface NativeLossConfig {
+  kind: "cross_entropy" | "focal";
+  gamma?: number;
+  alpha?: number[] | null;
+  classMask?: (0 | 1)[] | null;
+}
+
+export interface StagePlan {
+  /** classes sampled this epoch, sorted */
+  activeClasses: number[];
+  stageIndex: number;
+  stageCount: number;
+  /** exclude inactive classes' logits from the loss */
+  maskInactive: boolean;
+}
+
+export interface TrainStage extends Stateful {
+  /** decides the classes for this epoch; history = metrics of earlier epochs (newest last) */
+  plan(epoch: number, history: EpochMetrics[]): StagePlan;
+}
+
+export interface ClassMetrics {
+  precision: number;
+  recall: number;
+  f1: number;
+  support: number;
+}
+
+export interface Metrics {
+  loss: number;
+  accuracy: number;
+  macroRecall: number;
+  macroF1: number;
+  weightedF1: number;
+  balancedAccuracy: number;
+  perClass: ClassMetrics[];
+  /** rows = true class, columns = predicted */
+  confusion: number[][];
+}
+
+export interface Evaluator {
+  /** logits [n,c] and labels; restrict = evaluate on these classes only (rows and argmax) */
+  evaluate(logits: Float32Array, labels: Int32Array, n: number, c: number, loss: number, restrict?: number[]): Metrics;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  stage: number;
+  activeClasses: number[];
+  train: { loss: number; accuracy: number; imagesPerSecond: number; seconds: number };
+  val?: { all: Metrics; active: Metrics };
+  lr: number;
+}
+
+/** What a plugin file exports. */
+export interface PluginModule<S extends z.ZodObject = z.ZodObject, T = unknown> {
+  name: string;
+  configSchema: S;
+  create(cfg: z.infer<S>, ctx: PluginContext): T | Promise<T>;
+}

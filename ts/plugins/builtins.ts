@@ -1,0 +1,49 @@
+/**
+ * The built-in plugins, by stage and name. A config names one of these, or a path to a user's
+ * .ts file exporting the same `{ name, configSchema, create }` shape.
+ */
+import type { PluginModule } from "../pipeline/types.ts";
+import { plugin as standard } from "./augment/standard.ts";
+import { plugin as tsFunction } from "./augment/ts-function.ts";
+import { plugin as classification } from "./evaluate/classification.ts";
+import { plugin as csv } from "./load/csv.ts";
+import { plugin as idx } from "./load/idx.ts";
+import { plugin as imagefolder } from "./load/imagefolder.ts";
+import { plugin as synthetic } from "./load/synthetic.ts";
+import { plugin as crossEntropy } from "./loss/cross-entropy.ts";
+import { plugin as focal } from "./loss/focal.ts";
+import { plugin as inverseFrequency } from "./sample/inverse-frequency.ts";
+import { plugin as shuffle } from "./sample/shuffle.ts";
+import { plugin as sqrtInverse } from "./sample/sqrt-inverse.ts";
+import { plugin as curriculum } from "./stage/curriculum.ts";
+import { plugin as none } from "./stage/none.ts";
+
+export type PluginStage = "load" | "augment" | "sample" | "loss" | "stage" | "evaluate";
+
+export const PLUGIN_STAGES: readonly PluginStage[] = [
+  "load",
+  "augment",
+  "sample",
+  "loss",
+  "stage",
+  "evaluate",
+];
+
+function byName(...mods: PluginModule[]): Record<string, PluginModule> {
+  const out: Record<string, PluginModule> = {};
+  for (const m of mods) {
+    if (m.name in out) throw new Error(`builtins: two plugins named "${m.name}"`);
+    out[m.name] = m;
+  }
+  return out;
+}
+
+/** stage -> name -> plugin module */
+export const BUILTIN_PLUGINS: Record<PluginStage, Record<string, PluginModule>> = {
+  load: byName(imagefolder, csv, idx, synthetic),
+  augment: byName(standard, tsFunction),
+  sample: byName(shuffle, inverseFrequency, sqrtInverse),
+  loss: byName(crossEntropy, focal),
+  stage: byName(curriculum, none),
+  evaluate: byName(classification),
+};
