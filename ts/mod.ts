@@ -5,6 +5,15 @@
 export { createModel, createTrainer, loadModel } from "./model/hybridnet.ts";
 export { Model, type ModelDescription } from "./native/model.ts";
 export { Trainer, type TrainStepResult } from "./native/trainer.ts";
+export {
+  applyOps,
+  Images,
+  type ImagesBuildOptions,
+  type ImageShape,
+  type ImagesInfo,
+  type SkippedImage,
+  type U8BatchShape,
+} from "./native/images.ts";
 export { NativeError, type NativeErrorCode } from "./native/errors.ts";
 export { type BatchShape } from "./native/handle.ts";
 export { ABI_VERSION } from "./native/ffi.ts";

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { NativeError } from "./errors.ts";
 
 /** The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature changes. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /** Environment variable that names the library file to load, instead of the build outputs. */
 export const NATIVE_PATH_ENV = "HYBRIDNET_NATIVE_PATH";
@@ -250,6 +250,104 @@ export const symbols = {
       "buffer", // targets: *const i32 — n values, copied before return
       "buffer", // out_loss: *mut f64
       "buffer", // out_grad: *mut f32 — n*c values, written before return
+    ],
+    result: "i32",
+  },
+
+  // ---- images (HnImages: read-only after build; no model mutex; each call holds a reference) --
+  /**
+   * Decodes image files (or reads the cache) into a u8 NCHW image set. NB: the error message
+   * comes back through `err_buf`/`err_len` (there is no handle yet). `*out` is NULL on error.
+   */
+  hn_images_build: {
+    parameters: [
+      "buffer", // cfg: *const u8 — JSON, copied before the promise settles
+      "usize", // cfg_len: usize
+      "buffer", // out: *mut *mut HnImages — caller owns the handle; free with hn_images_free
+      "buffer", // err_buf: *mut u8 — the error message (truncated to err_cap), written before the promise settles
+      "usize", // err_cap: usize
+      "buffer", // err_len: *mut usize — bytes written to err_buf (0 on success)
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  hn_images_from_u8: {
+    parameters: [
+      "buffer", // data: *const u8 — n*c*h*w u8 NCHW values, copied before return
+      "usize", // len: usize
+      "u32", // n: u32
+      "u32", // c: u32
+      "u32", // h: u32
+      "u32", // w: u32
+      "buffer", // out: *mut *mut HnImages — caller owns the handle; free with hn_images_free
+    ],
+    result: "i32",
+  },
+  /** NULL ok; at most once; no call may start after it (a running one keeps its own reference). */
+  hn_images_free: {
+    parameters: [
+      "pointer", // h: *mut HnImages
+    ],
+    result: "void",
+  },
+  hn_images_info: {
+    parameters: [
+      "pointer", // h: *const HnImages
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize
+    ],
+    result: "i32",
+  },
+  /** Gathers images by index, applies the augment ops, writes float32 NCHW. NB: errors via hn_images_last_error. */
+  hn_images_gather: {
+    parameters: [
+      "pointer", // h: *const HnImages
+      "buffer", // indices: *const i32 — read during the call; do not mutate until the promise settles
+      "usize", // n: usize
+      "buffer", // ops: *const u8 — JSON, read during the call
+      "usize", // ops_len: usize
+      "u64", // seed: u64
+      "buffer", // out: *mut f32 — written before the promise settles
+      "usize", // out_len: usize — must be n*c*h*w
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  hn_images_gather_u8: {
+    parameters: [
+      "pointer", // h: *const HnImages
+      "buffer", // indices: *const i32 — read before return
+      "usize", // n: usize
+      "buffer", // out: *mut u8 — written before return
+      "usize", // out_len: usize — must be n*c*h*w
+    ],
+    result: "i32",
+  },
+  /** The message of the last failed call on this handle (the channel for NB calls). */
+  hn_images_last_error: {
+    parameters: [
+      "pointer", // h: *const HnImages
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize
+    ],
+    result: "i32",
+  },
+  /** Stateless: the ops of hn_images_gather applied to a u8 NCHW batch given by TS. */
+  hn_u8_to_f32_ops: {
+    parameters: [
+      "buffer", // data: *const u8 — n*c*h*w values, read before return
+      "usize", // len: usize
+      "u32", // n: u32
+      "u32", // c: u32
+      "u32", // h: u32
+      "u32", // w: u32
+      "buffer", // ops: *const u8 — JSON, read before return
+      "usize", // ops_len: usize
+      "u64", // seed: u64
+      "buffer", // out: *mut f32 — written before return
+      "usize", // out_len: usize — must be n*c*h*w
     ],
     result: "i32",
   },

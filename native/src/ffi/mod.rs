@@ -4,12 +4,18 @@
 //! TS declares `nonblocking` (they run on another thread), also on the handle.
 //!
 //! Handles are boxed (`Box::into_raw`) and freed by `declare_own!` functions that accept NULL.
-//! One file per handle type: [`model`], [`trainer`], [`info`] (library-level calls), [`loss`].
+//! One file per handle type: [`model`], [`trainer`], [`images`], [`info`] (library-level
+//! calls), [`loss`].
+//!
+//! `HnImages` handles are `Arc`s (`Arc::into_raw`) instead: each call holds its own reference
+//! (the `shared` form of [`ffi_fn!`]), so a free that races with a running call drops only the
+//! handle's reference and the call finishes on live data.
 
 // Each export documents its pointer contract (ownership, nullability, lifetime) in its doc
 // comment, in rure.h / wasmtime.h wording, rather than in a `# Safety` section.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod images;
 pub mod info;
 pub mod loss;
 pub mod model;
@@ -18,11 +24,11 @@ pub mod trainer;
 use crate::error::{status, Error, Result};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Version of this ABI; `ts/native/ffi.ts` refuses a library with another. Bump it whenever a
 /// signature changes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
@@ -109,7 +115,10 @@ pub fn guard<F: FnOnce() -> Result<()>>(slot: Option<&ErrorSlot>, body: F) -> i3
 
 /// Defines an `extern "C"` export returning an `i32` status whose body is a
 /// `Result<()>` block run through [`guard`]. With `on <handle>`, a failure is also recorded on
-/// that handle argument (for `nonblocking` calls).
+/// that handle argument (for `nonblocking` calls). With `shared <handle>` (an `Arc` handle), the
+/// call also holds a reference to the handle until it returns. With `error_out(buf, cap, len)`,
+/// the message of a failure is also copied into that out-parameter (for `nonblocking` calls
+/// that have no handle yet).
 #[macro_export]
 macro_rules! ffi_fn {
     ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) on $h:ident $body:block) => {
@@ -119,6 +128,28 @@ macro_rules! ffi_fn {
             // SAFETY: the handle argument is NULL or live, per the export's contract.
             let slot = unsafe { $crate::ffi::slot_of($h) };
             $crate::ffi::guard(slot, move || -> $crate::error::Result<()> { $body })
+        }
+    };
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) shared $h:ident $body:block) => {
+        $(#[$m])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> i32 {
+            // SAFETY: the handle argument is NULL or a live `Arc::into_raw` handle, per the
+            // export's contract. The reference taken here lives until the status is recorded.
+            let held = unsafe { $crate::ffi::retain($h) };
+            let slot = held.as_deref().map($crate::ffi::HasErrorSlot::error_slot);
+            $crate::ffi::guard(slot, move || -> $crate::error::Result<()> { $body })
+        }
+    };
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) error_out($buf:ident, $cap:ident, $len:ident) $body:block) => {
+        $(#[$m])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> i32 {
+            let code = $crate::ffi::guard(None, move || -> $crate::error::Result<()> { $body });
+            let msg = if code == $crate::error::status::HN_OK { String::new() } else { $crate::ffi::last_error() };
+            // SAFETY: `$buf`/`$len` are NULL or writable, per the export's contract.
+            unsafe { $crate::ffi::write_error_out(&msg, $buf, $cap, $len) };
+            code
         }
     };
     ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
@@ -147,6 +178,42 @@ macro_rules! declare_own {
             }
         }
     };
+}
+
+/// A new reference to an `Arc` handle, or `None` for NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or come from `Arc::into_raw` with at least one reference still alive.
+pub unsafe fn retain<T>(ptr: *const T) -> Option<Arc<T>> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract, the Arc is alive, so its count may be incremented and the new
+    // reference taken over.
+    unsafe {
+        Arc::increment_strong_count(ptr);
+        Some(Arc::from_raw(ptr))
+    }
+}
+
+/// Copies `msg` into the error out-parameter `(buf, cap, len)`: at most `cap` bytes, cut at a
+/// UTF-8 character boundary; `*len` gets the bytes written. NULL `buf` or `len` skips it.
+///
+/// # Safety
+/// `buf` must be NULL or point to `cap` writable bytes; `len` NULL or writable.
+pub unsafe fn write_error_out(msg: &str, buf: *mut u8, cap: usize, len: *mut usize) {
+    let mut n = msg.len().min(if buf.is_null() { 0 } else { cap });
+    while !msg.is_char_boundary(n) {
+        n -= 1;
+    }
+    if n > 0 {
+        // SAFETY: per the contract, `buf` has `cap >= n` writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), buf, n) };
+    }
+    // SAFETY: per the contract.
+    if let Some(len) = unsafe { len.as_mut() } {
+        *len = n;
+    }
 }
 
 // ---- argument helpers (all return HN_ERR_INVALID_ARG on a bad pointer) -----------------------

@@ -52,7 +52,7 @@ fn string_outputs_follow_the_buffer_too_small_protocol() {
     let mut buf = vec![0u8; need];
     assert_eq!(unsafe { hn_info_json(buf.as_mut_ptr(), buf.len(), &mut need) }, HN_OK);
     let info: serde_json::Value = serde_json::from_slice(&buf[..need]).unwrap();
-    assert_eq!(info["abi"], 1);
+    assert_eq!(info["abi"], ABI_VERSION);
     assert!(info["threads"].as_i64().unwrap() >= 1);
     assert!(info["cuda_devices"].is_array());
     assert!(info["library_path"].is_string(), "{info}");
