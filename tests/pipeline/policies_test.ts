@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import {
+  checkpointActions,
+  EarlyStopping,
+  improves,
+  metricMode,
+  readMetric,
+} from "../../ts/pipeline/policies.ts";
+import type { EpochMetrics } from "../../ts/pipeline/types.ts";
+
+Deno.test("policies: improves (table)", () => {
+  const rows: [number, number | null, "min" | "max", number, boolean, string][] = [
+    [0.5, null, "max", 0, true, "first value always improves"],
+    [0.6, 0.5, "max", 0, true, "higher is better in max mode"],
+    [0.5, 0.5, "max", 0, false, "equal is not an improvement"],
+    [0.55, 0.5, "max", 0.1, false, "minDelta must be exceeded"],
+    [0.3, 0.5, "min", 0, true, "lower is better in min mode"],
+    [Number.NaN, 0.5, "max", 0, false, "NaN never improves"],
+  ];
+  for (const [v, best, mode, d, want, msg] of rows) assert.equal(improves(v, best, mode, d), want, msg);
+});
+
+Deno.test("policies: early stopping stops after `patience` evaluations without improvement", () => {
+  const es = new EarlyStopping(2, 0, "max");
+  const seq: [number, boolean, string][] = [
+    [0.5, false, "first value sets best"],
+    [0.6, false, "improvement resets the counter"],
+    [0.6, false, "one bad evaluation"],
+    [0.55, true, "second bad evaluation stops"],
+  ];
+  for (const [v, stop, msg] of seq) assert.equal(es.update(v), stop, msg);
+  const again = new EarlyStopping(2, 0, "max");
+  again.loadStateDict(es.stateDict());
+  assert.equal(again.counter, 2, "state survives a round trip");
+});
+
+Deno.test("policies: checkpoint actions and metric lookup", () => {
+  assert.deepEqual(checkpointActions(true), ["best", "last"]);
+  assert.deepEqual(checkpointActions(false), ["last"]);
+  assert.equal(metricMode("val.all.loss"), "min");
+  assert.equal(metricMode("val.all.macroF1"), "max");
+  const m = { accuracy: 0.9, macroF1: 0.8 } as unknown as EpochMetrics["val"] extends infer V ? V : never;
+  const em = {
+    epoch: 0,
+    stage: 0,
+    activeClasses: [0],
+    train: { loss: 1, accuracy: 0.5, imagesPerSecond: 1, seconds: 1 },
+    val: { all: m, active: m },
+    lr: 1,
+  } as unknown as EpochMetrics;
+  assert.equal(readMetric(em, "val.all.macroF1"), 0.8);
+  assert.equal(readMetric(em, "train.loss"), 1);
+  assert.equal(readMetric(em, "val.all.nothing"), undefined);
+});

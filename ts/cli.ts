@@ -1,0 +1,194 @@
+/**
+ * `hybridnet` command line: train, eval, predict, data:inspect, schema.
+ *
+ * Config and data errors print one message (no stack) and exit 1; a NativeError prints its
+ * code and message. Anything else is a bug and prints its stack.
+ */
+import { Command } from "commander";
+import { join, resolve } from "node:path";
+import { NativeError } from "./native/errors.ts";
+import {
+  configForData,
+  evaluateCheckpoint,
+  formatEval,
+  formatInspect,
+  formatPredictions,
+  inspectData,
+  loadConfigWithData,
+  predictImages,
+} from "./pipeline/commands.ts";
+import { ConfigError, configJsonSchema, loadConfig } from "./pipeline/config.ts";
+import { DataError } from "./pipeline/data.ts";
+import { PluginError } from "./pipeline/registry.ts";
+import { runPipeline } from "./pipeline/runner.ts";
+
+/** The config used when none is given. */
+export const DEFAULT_CONFIG = "configs/quick.yaml";
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** Prints an error the way the CLI does; returns the exit code. */
+export function reportError(err: unknown): number {
+  if (err instanceof ConfigError) {
+    console.error(err.format());
+  } else if (err instanceof NativeError) {
+    console.error(`NativeError [${err.code}] ${err.message}`);
+  } else if (err instanceof DataError || err instanceof PluginError) {
+    console.error(`error: ${err.message}`);
+  } else if (err instanceof Deno.errors.NotFound) {
+    console.error(`error: ${(err as Error).message}`);
+  } else {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  }
+  return 1;
+}
+
+/** Builds the commander program. */
+export function buildProgram(): Command {
+  const program = new Command("hybridnet")
+    .description("HybridNet training pipeline (TypeScript on Deno, libtorch engine)")
+    .exitOverride();
+
+  program.command("train")
+    .description("train a model; writes runs/<date>-<name>/")
+    .option("--config <file>", "YAML config", DEFAULT_CONFIG)
+    .option("--data <dir>", "dataset folder (overrides the loader's root/dir)")
+    .option("--set <key=value>", "override a config value (repeatable), e.g. train.epochs=2", collect, [])
+    .option("--resume <runDir>", "continue a run from its last checkpoint")
+    .option("--device <device>", "cpu | cuda | auto")
+    .option("--name <name>", "run name")
+    .option("--out <dir>", "folder of the run folders", "runs")
+    .option("--quiet", "no console log (train.log is still written)")
+    .action(async (o: {
+      config: string;
+      data?: string;
+      set: string[];
+      resume?: string;
+      device?: string;
+      name?: string;
+      out: string;
+      quiet?: boolean;
+    }) => {
+      const overrides = [...o.set];
+      if (o.device) overrides.push(`device=${o.device}`);
+      if (o.name) overrides.push(`name=${o.name}`);
+      const file = o.resume ? join(o.resume, "config.yaml") : o.config;
+      const config = await loadConfigWithData(file, overrides, o.data);
+      const result = await runPipeline(config, {
+        out: o.out,
+        resumeDir: o.resume ? resolve(o.resume) : undefined,
+        configFile: file,
+        console: !o.quiet,
+      });
+      console.log(`run folder: ${result.dir}`);
+    });
+
+  program.command("eval")
+    .description("metrics and confusion matrix of a checkpoint on a split")
+    .requiredOption(
+      "--checkpoint <file>",
+      "weights (.safetensors), e.g. runs/<run>/checkpoints/best.safetensors",
+    )
+    .requiredOption("--data <dir>", "dataset folder")
+    .option("--split <split>", "val | test", "val")
+    .option("--config <file>", "config (default: the run's config.yaml next to the checkpoint's folder)")
+    .option("--set <key=value>", "override a config value (repeatable)", collect, [])
+    .option("--json", "print the metrics as JSON")
+    .action(
+      async (
+        o: {
+          checkpoint: string;
+          data: string;
+          split: string;
+          config?: string;
+          set: string[];
+          json?: boolean;
+        },
+      ) => {
+        if (o.split !== "val" && o.split !== "test") {
+          throw new DataError(
+            `--split must be val or test; got ${o.split}`,
+          );
+        }
+        const { config, runDir } = await configForData({
+          checkpoint: o.checkpoint,
+          config: o.config,
+          data: o.data,
+          defaultConfig: DEFAULT_CONFIG,
+          overrides: o.set,
+        });
+        const r = await evaluateCheckpoint({ checkpoint: o.checkpoint, config, runDir, split: o.split });
+        console.log(o.json ? JSON.stringify(r, null, 2) : formatEval(r));
+      },
+    );
+
+  program.command("predict")
+    .description("class and probabilities per image")
+    .requiredOption("--checkpoint <file>", "weights in a run folder (runs/<run>/checkpoints/*.safetensors)")
+    .argument("<images...>", "image files")
+    .option("--json", "print JSON")
+    .action(async (images: string[], o: { checkpoint: string; json?: boolean }) => {
+      const ps = await predictImages({ checkpoint: o.checkpoint, images });
+      console.log(o.json ? JSON.stringify(ps, null, 2) : formatPredictions(ps));
+    });
+
+  program.command("data:inspect")
+    .description(
+      "class counts per split, and per curriculum stage the sampler's expected share and a simulated draw",
+    )
+    .requiredOption("--data <dir>", "dataset folder")
+    .option(
+      "--config <file>",
+      "config whose loader, sampler and stage to use (default: a plain config for the folder)",
+    )
+    .option("--set <key=value>", "override a config value (repeatable)", collect, [])
+    .option("--json", "print JSON")
+    .action(async (o: { data: string; config?: string; set: string[]; json?: boolean }) => {
+      const { config } = await configForData({
+        config: o.config,
+        data: o.data,
+        defaultConfig: DEFAULT_CONFIG,
+        overrides: o.set,
+      });
+      const r = await inspectData(config, (l) => console.error(l));
+      console.log(o.json ? JSON.stringify(r, null, 2) : formatInspect(r));
+    });
+
+  program.command("config")
+    .description("print a config resolved (defaults filled, paths absolute)")
+    .option("--config <file>", "YAML config", DEFAULT_CONFIG)
+    .option("--set <key=value>", "override a config value (repeatable)", collect, [])
+    .action(async (o: { config: string; set: string[] }) => {
+      const { configToYaml } = await import("./pipeline/config.ts");
+      console.log(configToYaml(await loadConfig(o.config, o.set)));
+    });
+
+  program.command("schema")
+    .description("write the JSON Schema of config files")
+    .argument("[out]", "output file", "configs/schema.json")
+    .action(async (out: string) => {
+      await Deno.writeTextFile(out, JSON.stringify(configJsonSchema(), null, 2) + "\n");
+      console.log(`wrote ${out}`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    if (typeof e.code === "string" && e.code.startsWith("commander.")) {
+      return e.code === "commander.helpDisplayed" || e.code === "commander.version" ? 0 : (e.exitCode ?? 1);
+    }
+    return reportError(err);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
