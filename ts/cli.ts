@@ -81,6 +81,7 @@ export function buildProgram(): Command {
         console: !o.quiet,
       });
       console.log(`run folder: ${result.dir}`);
+      console.log(`report: ${result.dir}/report.md (charts: curves.svg, class-recall.svg)`);
     });
 
   program.command("eval")

@@ -15,7 +15,22 @@ Deno.test("e2e: synthetic 4 classes reaches >= 95% val accuracy; run folder cont
     assert.ok(last.val!.all.accuracy >= 0.95, `val accuracy ${last.val!.all.accuracy}`);
 
     const files = [...Deno.readDirSync(result.dir)].map((e) => e.name).sort();
-    assert.deepEqual(files, ["checkpoints", "config.yaml", "inference.json", "metrics.jsonl", "train.log"]);
+    assert.deepEqual(files, [
+      "checkpoints",
+      "class-recall.svg",
+      "config.yaml",
+      "curves.svg",
+      "inference.json",
+      "metrics.jsonl",
+      "report.md",
+      "train.log",
+    ]);
+    // the report: final figures, per-class rows, one row per epoch, charts with one line per class
+    const report = await Deno.readTextFile(join(result.dir, "report.md"));
+    assert.match(report, /\| 3 [^|]*\| \d+\.\d\d% \| \d+\.\d\d% \| \d+\.\d\d% \| 30 \|/);
+    assert.match(report, /\| 3 \| 1 \| \d/);
+    const chart = await Deno.readTextFile(join(result.dir, "class-recall.svg"));
+    assert.equal(chart.match(/<polyline/g)?.length, 4, "one recall line per class");
     const ck = [...Deno.readDirSync(join(result.dir, "checkpoints"))].map((e) => e.name).sort();
     assert.deepEqual(ck, ["best.safetensors", "last.json", "last.safetensors", "last.state.safetensors"]);
 

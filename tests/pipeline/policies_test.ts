@@ -3,6 +3,7 @@ import {
   checkpointActions,
   EarlyStopping,
   improves,
+  lrAt,
   metricMode,
   readMetric,
 } from "../../ts/pipeline/policies.ts";
@@ -51,4 +52,22 @@ Deno.test("policies: checkpoint actions and metric lookup", () => {
   assert.equal(readMetric(em, "val.all.macroF1"), 0.8);
   assert.equal(readMetric(em, "train.loss"), 1);
   assert.equal(readMetric(em, "val.all.nothing"), undefined);
+});
+
+Deno.test("lrAt: constant, cosine and warm-up values at given points", () => {
+  const rows: [string, Parameters<typeof lrAt>, number][] = [
+    ["constant ignores progress", [{ name: "constant" }, 0.1, 3.7, 10], 0.1],
+    ["cosine starts at lr", [{ name: "cosine", warmupEpochs: 0, minLr: 0 }, 0.1, 0, 10], 0.1],
+    ["cosine is half way at the middle", [{ name: "cosine", warmupEpochs: 0, minLr: 0 }, 0.1, 5, 10], 0.05],
+    ["cosine ends at minLr", [{ name: "cosine", warmupEpochs: 0, minLr: 0.001 }, 0.1, 10, 10], 0.001],
+    ["warm-up is linear", [{ name: "cosine", warmupEpochs: 2, minLr: 0 }, 0.1, 1, 10], 0.05],
+    [
+      "after warm-up the cosine starts at lr",
+      [{ name: "cosine", warmupEpochs: 2, minLr: 0 }, 0.1, 2, 10],
+      0.1,
+    ],
+  ];
+  for (const [msg, args, want] of rows) {
+    assert.ok(Math.abs(lrAt(...args) - want) < 1e-12, `${msg}: ${lrAt(...args)}`);
+  }
 });

@@ -82,6 +82,15 @@ const TrainSchema = z.object({
   optimizer: OptimizerOptionsSchema.extend({ lr: z.number().positive().default(DEFAULT_LR) }).strict()
     .prefault({}),
   clipGradNorm: z.number().positive().nullable().default(null),
+  /** learning-rate schedule over the run, applied every step */
+  schedule: z.discriminatedUnion("name", [
+    z.object({ name: z.literal("constant") }).strict(),
+    z.object({
+      name: z.literal("cosine"),
+      warmupEpochs: z.number().min(0).default(0),
+      minLr: z.number().min(0).default(0),
+    }).strict(),
+  ]).default({ name: "constant" }),
   /** auto: a loss with a native twin trains in one native call per step; never: always via TS */
   nativeLoss: z.enum(["auto", "never"]).default("auto"),
   evalEvery: z.number().int().min(1).default(DEFAULT_EVAL_EVERY),

@@ -78,3 +78,19 @@ export class EarlyStopping {
     this.#state = { best: st.best ?? null, bad: st.bad };
   }
 }
+
+/** The learning-rate schedule of `train.schedule`. */
+export type Schedule = { name: "constant" } | { name: "cosine"; warmupEpochs: number; minLr: number };
+
+/**
+ * Learning rate at `progress` epochs into a run of `epochs` (fractional: epoch + step/steps).
+ * cosine: linear warm-up from 0 over `warmupEpochs`, then half a cosine from `lr` to `minLr`.
+ * Pure in (progress), so a resumed run follows the same curve.
+ */
+export function lrAt(schedule: Schedule, lr: number, progress: number, epochs: number): number {
+  if (schedule.name === "constant") return lr;
+  const w = schedule.warmupEpochs;
+  if (w > 0 && progress < w) return (lr * progress) / w;
+  const t = Math.min(1, Math.max(0, (progress - w) / Math.max(epochs - w, 1e-9)));
+  return schedule.minLr + (lr - schedule.minLr) * 0.5 * (1 + Math.cos(Math.PI * t));
+}

@@ -9,6 +9,7 @@
  * native handles and re-throws. Epochs are 0-based in plans, metrics.jsonl and last.json, and
  * shown 1-based in the log.
  */
+import { writeReport } from "./report.ts";
 import { createModel, createTrainer } from "../model/hybridnet.ts";
 import type { NativeLossInput } from "../model/options.ts";
 import { manualSeed, setNumThreads } from "../native/library.ts";
@@ -24,6 +25,7 @@ import {
   EarlyStopping,
   type EarlyStoppingState,
   improves,
+  lrAt,
   metricMode,
   readMetric,
 } from "./policies.ts";
@@ -229,6 +231,11 @@ function seedLogCallback(log: Logger, classNames: string[], epochs: number): Cal
 
 function metricsFileCallback(path: string): Callback {
   return { onEpochEnd: (record): Promise<void> => appendJsonLine(path, record) };
+}
+
+/** Rebuilds report.md and its charts after every epoch (after metrics.jsonl has the epoch). */
+function reportCallback(dir: string, classNames: string[]): Callback {
+  return { onEpochEnd: async (): Promise<void> => void await writeReport(dir, classNames) };
 }
 
 function progressCallback(p: Progress, epochs: number): Callback {
@@ -481,7 +488,11 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
       lastPlan = resume.lastPlan;
     }
 
-    callbacks.push(seedLogCallback(log, classNames, config.train.epochs), metricsFileCallback(paths.metrics));
+    callbacks.push(
+      seedLogCallback(log, classNames, config.train.epochs),
+      metricsFileCallback(paths.metrics),
+      reportCallback(paths.dir, classNames),
+    );
     if (progress) callbacks.push(progressCallback(progress, config.train.epochs));
     callbacks.push(...(opts.callbacks ?? []));
     const hook = <K extends HookName>(
@@ -503,6 +514,7 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
     let stoppedEarly = false;
     let epoch = startEpoch;
     let nativeLossPlan: StagePlan | null = null;
+    let lr = config.train.optimizer.lr;
     for (; epoch < config.train.epochs && !stoppedEarly; epoch++) {
       manualSeed(deriveSeed(config.seed, "epoch", epoch));
       const plan = plugins.stage.plan(epoch, history);
@@ -535,6 +547,13 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
         })
       ) {
         const n = b.shape[0];
+        lr = lrAt(
+          config.train.schedule,
+          config.train.optimizer.lr,
+          epoch + b.index / steps,
+          config.train.epochs,
+        );
+        trainer.setLr(lr);
         let loss: number, logits: Float32Array;
         if (useNative) {
           ({ loss, logits } = await trainer.trainStep(b.x, b.shape, b.targets));
@@ -607,7 +626,7 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
           seconds,
         },
         ...(valFigures ? { val: valFigures } : {}),
-        lr: config.train.optimizer.lr,
+        lr,
       };
       history.push(figures);
 

@@ -78,7 +78,12 @@ export interface Sampler {
   /** indices into the training split for one epoch, drawn only from active classes */
   sample(labels: Int32Array, activeClasses: number[], epoch: number, rng: Rng): Int32Array;
   /** probability of drawing each class per draw (length = numClasses), for data:inspect and logs */
-  expectedClassShare(labels: Int32Array, activeClasses: number[], numClasses: number, epoch: number): number[];
+  expectedClassShare(
+    labels: Int32Array,
+    activeClasses: number[],
+    numClasses: number,
+    epoch: number,
+  ): number[];
 }
 
 export interface LossResult {
@@ -89,7 +94,13 @@ export interface LossResult {
 
 export interface Loss {
   /** mean loss over the batch and its gradient; `activeMask[c]` = 0 means class c is masked out */
-  compute(logits: Float32Array, targets: Int32Array, n: number, c: number, activeMask: Uint8Array | null): LossResult;
+  compute(
+    logits: Float32Array,
+    targets: Int32Array,
+    n: number,
+    c: number,
+    activeMask: Uint8Array | null,
+  ): LossResult;
   /** the native twin (one-call step), when the loss has one */
   native?(activeMask: Uint8Array | null): NativeLossConfig;
 }
@@ -136,7 +147,14 @@ export interface Metrics {
 
 export interface Evaluator {
   /** logits [n,c] and labels; restrict = evaluate on these classes only (rows and argmax) */
-  evaluate(logits: Float32Array, labels: Int32Array, n: number, c: number, loss: number, restrict?: number[]): Metrics;
+  evaluate(
+    logits: Float32Array,
+    labels: Int32Array,
+    n: number,
+    c: number,
+    loss: number,
+    restrict?: number[],
+  ): Metrics;
 }
 
 export interface EpochMetrics {
