@@ -17,7 +17,12 @@ async function hasFashion(): Promise<boolean> {
 
 async function sh(cmd: string[]): Promise<boolean> {
   try {
-    const st = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "inherit", stderr: "inherit", env: { DEBIAN_FRONTEND: "noninteractive" } }).output();
+    const st = await new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      stdout: "inherit",
+      stderr: "inherit",
+      env: { DEBIAN_FRONTEND: "noninteractive" },
+    }).output();
     return st.success;
   } catch {
     return false;
@@ -25,14 +30,25 @@ async function sh(cmd: string[]): Promise<boolean> {
 }
 
 if (import.meta.main) {
-  const build = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", new URL("./build-native.ts", import.meta.url).pathname], stdout: "inherit", stderr: "inherit" }).output();
+  const build = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./build-native.ts", import.meta.url).pathname],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
   if (!build.success) Deno.exit(1);
   if (!(await hasFashion())) {
     const root = Deno.uid?.() === 0;
-    if (root && (await sh(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]) || (await sh(["apt-get", "update", "-q"])) && (await sh(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"])))) {
+    if (
+      root &&
+      (await sh(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]) ||
+        (await sh(["apt-get", "update", "-q"])) &&
+          (await sh(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"])))
+    ) {
       console.error("[setup] installed dataset-fashion-mnist");
     } else {
-      console.error(`[setup] the default data set is missing: run \`sudo ${APT}\` (Fashion-MNIST IDX files into ${FASHION_DIR})`);
+      console.error(
+        `[setup] the default data set is missing: run \`sudo ${APT}\` (Fashion-MNIST IDX files into ${FASHION_DIR})`,
+      );
     }
   }
   console.error(`[setup] ready${(await hasFashion()) ? `; default data in ${FASHION_DIR}` : ""}`);
