@@ -7,6 +7,15 @@
  * "the promise settles", so the wrappers keep their buffers referenced (and unmodified) until then.
  *
  * Status results are `i32` codes (see errors.ts); handles are opaque `pointer`s owned by TS.
+ *
+ * MAIN_ARENA_NOTE — why the model's heavy calls are synchronous (`nonblocking: false`):
+ * a `nonblocking` call runs on one of Deno's worker threads, and glibc gives each thread its own
+ * malloc arena. A non-main arena cannot hold a block over 64 MiB in its heap, so every large
+ * activation is mmap'd and unmapped again each step, faulting its pages back in; the library's
+ * `mallopt` settings cannot prevent that. Measured on 2 cores, batch 128 at 128 px, eval forward:
+ * 36-38 img/s from a worker thread vs 64-77 img/s in the main arena. So model and trainer calls
+ * run on the JS thread (the main arena), while the image gather stays `nonblocking`: the next
+ * batch is still prepared on a worker thread while the current step runs.
  */
 import { fileURLToPath } from "node:url";
 import { NativeError } from "./errors.ts";
@@ -94,7 +103,7 @@ export const symbols = {
       "usize", // out_len: usize — must be n * num_classes
     ],
     result: "i32",
-    nonblocking: true,
+    nonblocking: false, // see MAIN_ARENA_NOTE
   },
   hn_model_save: {
     parameters: [
@@ -167,7 +176,7 @@ export const symbols = {
       "usize", // out_len: usize — must be n * num_classes
     ],
     result: "i32",
-    nonblocking: true,
+    nonblocking: false, // see MAIN_ARENA_NOTE
   },
   /** `logits.backward(dlogits)`, clip, optimizer step, zero grads. NB. */
   hn_trainer_backward_step: {
@@ -178,7 +187,7 @@ export const symbols = {
       "buffer", // out_grad_norm: *mut f64 — total L2 norm before clipping
     ],
     result: "i32",
-    nonblocking: true,
+    nonblocking: false, // see MAIN_ARENA_NOTE
   },
   hn_trainer_set_loss: {
     parameters: [
@@ -202,7 +211,7 @@ export const symbols = {
       "buffer", // out_loss: *mut f64
     ],
     result: "i32",
-    nonblocking: true,
+    nonblocking: false, // see MAIN_ARENA_NOTE
   },
   hn_trainer_step_count: {
     parameters: [
