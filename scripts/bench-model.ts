@@ -107,12 +107,12 @@ const lines = [
   "|---|---|---|---|---|---|---|---|---|---|",
   ...rows,
   "",
-  `FFI overhead: ${ov.syncUs.toFixed(2)} µs per synchronous call, ${
+  `FFI overhead: ${ov.syncUs.toFixed(2)} µs per synchronous call (model and trainer calls are synchronous, ` +
+  `see MAIN_ARENA_NOTE in ts/native/ffi.ts), ${
     ov.asyncUs.toFixed(1)
-  } µs per nonblocking call; ` +
-  `a 32 px batch-32 train step (one nonblocking call) takes ${
-    (stepUs / 1000).toFixed(1)
-  } ms, so the FFI share is ${((ov.asyncUs / stepUs) * 100).toFixed(3)}%.`,
+  } µs per nonblocking call (the image gather); ` +
+  `a 32 px batch-32 train step takes ${(stepUs / 1000).toFixed(1)} ms, so one step's FFI share is ` +
+  `${(((ov.syncUs + ov.asyncUs) / stepUs) * 100).toFixed(3)}% (one step call plus one gather).`,
 ];
 await Deno.mkdir(`${ROOT}/bench-results`, { recursive: true });
 const file = `${ROOT}/bench-results/model-${new Date().toISOString().slice(0, 10)}.md`;
