@@ -5,7 +5,8 @@
  *
  * Peers: PyTorch "as-is" (glibc malloc defaults, as users run it) and "tuned" (MALLOC_MMAP_MAX_=0,
  * MALLOC_TRIM_THRESHOLD_=64 GiB: the one to beat). The native library sets the equivalent itself.
- * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement).
+ * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement) --rounds 1
+ * (interleaved passes; each column reports its median).
  */
 import { createModel, createTrainer, ffiOverhead, nativeInfo } from "../ts/mod.ts";
 import { prepareLibtorch, ROOT } from "./lib/libtorch.ts";
@@ -17,6 +18,12 @@ function arg(name: string, def: string): string {
 const sizes = arg("sizes", "32,64,128").split(",").map(Number);
 const batches = arg("batches", "32,128").split(",").map(Number);
 const budget = Number(arg("budget", "3"));
+const rounds = Number(arg("rounds", "1"));
+
+function median(xs: (number | null)[]): number | null {
+  const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
+  return v.length === 0 ? null : v[Math.floor((v.length - 1) / 2)];
+}
 const threads = Number(nativeInfo().threads);
 const torch = await prepareLibtorch();
 const TUNED = { MALLOC_MMAP_MAX_: "0", MALLOC_TRIM_THRESHOLD_: "68719476736" };
@@ -83,10 +90,24 @@ console.error(`threads ${threads}; torch ${torch.version}; budget ${budget}s per
 for (const size of sizes) {
   for (const batch of batches) {
     for (const mode of ["train", "infer"] as const) {
-      const skip = await native(mode, "skip", size, batch);
-      const seed = await native(mode, "seed", size, batch);
-      const tuned = await peer(mode, size, batch, true);
-      const asIs = await peer(mode, size, batch, false);
+      // `rounds` interleaved passes, median per column: this VM drifts by tens of percent between
+      // minutes, so alternating the contenders and taking medians keeps the ratios honest
+      const got: Record<"skip" | "seed" | "tuned" | "asIs", (number | null)[]> = {
+        skip: [],
+        seed: [],
+        tuned: [],
+        asIs: [],
+      };
+      for (let k = 0; k < rounds; k++) {
+        got.skip.push(await native(mode, "skip", size, batch));
+        got.tuned.push(await peer(mode, size, batch, true));
+        got.seed.push(await native(mode, "seed", size, batch));
+        got.asIs.push(await peer(mode, size, batch, false));
+      }
+      const skip = median(got.skip)!,
+        seed = median(got.seed)!,
+        tuned = median(got.tuned),
+        asIs = median(got.asIs);
       const row = `| ${size} | ${batch} | ${mode} | ${f(skip)} | ${f(seed)} | ${f(tuned)} | ${f(asIs)} | ${
         r(skip, tuned)
       } | ${r(seed, tuned)} | ${r(skip, asIs)} |`;
@@ -101,7 +122,7 @@ const stepUs = (32 / small) * 1e6;
 const lines = [
   `# Model benchmark: native vs PyTorch eager (${new Date().toISOString().slice(0, 16)})`,
   "",
-  `torch ${torch.version} (same libtorch for both), ${threads} threads, ${Deno.build.arch}, ${budget}s per cell. img/s; ratios are native ÷ PyTorch measured in this run.`,
+  `torch ${torch.version} (same libtorch for both), ${threads} threads, ${Deno.build.arch}, ${budget}s per cell, median of ${rounds} interleaved round(s). img/s; ratios are native ÷ PyTorch measured in this run.`,
   "",
   "| px | batch | step | native fpn=skip | native fpn=seed | PyTorch tuned | PyTorch as-is | skip ÷ tuned | seed ÷ tuned | skip ÷ as-is |",
   "|---|---|---|---|---|---|---|---|---|---|",
