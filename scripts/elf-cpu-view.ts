@@ -18,9 +18,7 @@ const DT_NULL = 0n,
   DT_VERNEED = 0x6ffffffen,
   DT_VERNEEDNUM = 0x6fffffffn,
   DT_VERSYM = 0x6ffffff0n,
-  DT_SYMTAB = 6n,
-  DT_HASH = 4n,
-  DT_GNU_HASH = 0x6ffffef5n;
+  DT_SYMTAB = 6n;
 
 export const CUDA_LIB =
   /^lib(cuda|cudart|cupti|cudnn|cufile|nccl|nvshmem|cublas|cublasLt|nvrtc|cusparse|cufft|curand|cusolver|nvJitLink|c10_cuda|torch_cuda|torch_nvshmem|caffe2_nvrtc)[.\-_]/;
@@ -140,8 +138,6 @@ export function stripNeeded(bytes: Uint8Array, drop: (soname: string) => boolean
     dv.setBigUint64(o, DT_NULL, true);
     dv.setBigUint64(o + 8, 0n, true);
   }
-  void DT_HASH;
-  void DT_GNU_HASH;
   return removed;
 }
 

@@ -170,7 +170,7 @@ const CPU_LIBS = [
 ];
 
 /** Symbols libtorch_python needs from the CUDA libraries, as nm lists them. */
-async function missingPythonSymbols(srcLib: string, viewLib: string): Promise<string[]> {
+async function missingPythonSymbols(viewLib: string): Promise<string[]> {
   const defined = new Set<string>();
   const nm = async (f: string, flag: string): Promise<string[]> =>
     (await run(["nm", "-D", flag, f], { quiet: true })).split("\n").map((l) =>
@@ -190,7 +190,6 @@ async function missingPythonSymbols(srcLib: string, viewLib: string): Promise<st
       for (const s of await nm(f, "--defined-only")) defined.add(s);
     }
   }
-  void srcLib;
   const undef = await nm(`${viewLib}/libtorch_python.so`, "--undefined-only");
   const skip = new Set(["__tls_get_addr", "Value", "offset"]);
   return [...new Set(undef)].filter((s) =>
@@ -287,7 +286,7 @@ async function preparePythonOnCpu(python: string, torchLib: string): Promise<str
       );
     }
   }
-  const symbols = await missingPythonSymbols(torchLib, torchLib);
+  const symbols = await missingPythonSymbols(torchLib);
   const dir = `${VIEW}/python`;
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeTextFile(`${dir}/cuda_stub.c`, stubSource(symbols));
