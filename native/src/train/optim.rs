@@ -275,31 +275,23 @@ fn adam_update(cfg: &OptimizerConfig, st: &mut ParamState, p: &mut Tensor, grad:
         }
     }
     let step = st.step as f64;
-    // In-place updates as PyTorch's single-tensor Adam does them: two temporaries per parameter
-    // per step (the scaled gradient and the denominator) instead of one per arithmetic op.
     {
         let m = buffer(st, "exp_avg", p)?;
-        let _ = m.f_lerp_(&g, 1.0 - b1)?;
+        let _ = m.f_mul_scalar_(b1)?;
+        let _ = m.f_add_(&g.f_mul_scalar(1.0 - b1)?)?;
     }
     {
         let v = buffer(st, "exp_avg_sq", p)?;
         let _ = v.f_mul_scalar_(b2)?;
-        let _ = v.f_addcmul_(&g, &g.f_mul_scalar(1.0 - b2)?)?;
+        let _ = v.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - b2)?)?;
     }
     let bias_correction1 = 1.0 - b1.powf(step);
     let bias_correction2 = 1.0 - b2.powf(step);
     let step_size = cfg.lr / bias_correction1;
-    if step_size == 0.0 {
-        return Ok(()); // lr 0 (e.g. the first warm-up step): moments updated, weights unchanged
-    }
     let m = st.buffers.get("exp_avg").ok_or_else(|| Error::State("exp_avg".into()))?;
     let v = st.buffers.get("exp_avg_sq").ok_or_else(|| Error::State("exp_avg_sq".into()))?;
-    // p -= step_size * m / (sqrt(v) / sqrt(bc2) + eps), with the sign and step folded into denom
-    let mut denom = v.f_sqrt()?;
-    let _ = denom.f_div_scalar_(bias_correction2.sqrt())?;
-    let _ = denom.f_add_scalar_(cfg.eps)?;
-    let _ = denom.f_mul_scalar_(-1.0 / step_size)?;
-    let _ = p.f_addcdiv_(m, &denom)?;
+    let denom = v.f_sqrt()?.f_div_scalar(bias_correction2.sqrt())?.f_add_scalar(cfg.eps)?;
+    let _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(step_size)?)?;
     Ok(())
 }
 
