@@ -72,7 +72,7 @@ Deno.test("cli: eval and predict on a synthetic run's checkpoint", async () => {
         testPerClass: 5,
         seed: 0,
       }),
-      { configDir: dir, seed: 0, log: () => {} },
+      { configDir: dir, seed: 0, epochs: 10, log: () => {} },
     );
     const ds = await loader.load();
     const src = ds.val!.source;

@@ -8,7 +8,7 @@ import {
 } from "../../ts/plugins/augment/standard.ts";
 import { plugin as tsFunction } from "../../ts/plugins/augment/ts-function.ts";
 
-const ctx = { configDir: ".", seed: 0, log: (): void => {} };
+const ctx = { configDir: ".", seed: 0, epochs: 10, log: (): void => {} };
 const make = (cfg: Record<string, unknown>): StandardAugmenter =>
   standard.create(standard.configSchema.parse(cfg), ctx) as StandardAugmenter;
 

@@ -5,6 +5,7 @@ import { formatSeedLines, metricsFromConfusion, plugin } from "../../ts/plugins/
 const ev = plugin.create(plugin.configSchema.parse({}), {
   configDir: ".",
   seed: 0,
+  epochs: 10,
   log: (): void => {},
 }) as Evaluator;
 

@@ -10,7 +10,7 @@ import { plugin as synthetic } from "../../ts/plugins/load/synthetic.ts";
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHARED = Deno.env.get("HN_SHARED") ?? join(REPO, "..", "shared");
 const logs: string[] = [];
-const ctx = { configDir: REPO, seed: 0, log: (l: string): void => void logs.push(l) };
+const ctx = { configDir: REPO, seed: 0, epochs: 10, log: (l: string): void => void logs.push(l) };
 
 async function load(mod: PluginModule, cfg: Record<string, unknown>, configDir = REPO): Promise<Dataset> {
   const loader = (await mod.create(mod.configSchema.parse(cfg), { ...ctx, configDir })) as Loader;

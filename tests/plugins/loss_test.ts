@@ -6,7 +6,7 @@ import { computeLoss, type LossMath } from "../../ts/plugins/loss/common.ts";
 import { plugin as ce } from "../../ts/plugins/loss/cross-entropy.ts";
 import { plugin as focal } from "../../ts/plugins/loss/focal.ts";
 
-const ctx = { configDir: ".", seed: 0, log: (): void => {} };
+const ctx = { configDir: ".", seed: 0, epochs: 10, log: (): void => {} };
 
 function make(mod: PluginModule, cfg: Record<string, unknown> = {}): Loss {
   return mod.create(mod.configSchema.parse(cfg), ctx) as Loss;

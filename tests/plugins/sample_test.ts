@@ -5,7 +5,7 @@ import { plugin as invFreq } from "../../ts/plugins/sample/inverse-frequency.ts"
 import { plugin as shuffle } from "../../ts/plugins/sample/shuffle.ts";
 import { plugin as sqrtInv } from "../../ts/plugins/sample/sqrt-inverse.ts";
 
-const ctx = { configDir: ".", seed: 0, log: (): void => {} };
+const ctx = { configDir: ".", seed: 0, epochs: 10, log: (): void => {} };
 
 /** labels with the given count per class, interleaved */
 function makeLabels(counts: number[]): Int32Array {

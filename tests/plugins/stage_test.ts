@@ -4,7 +4,7 @@ import type { ClassCountAwareStage } from "../../ts/plugins/stage/common.ts";
 import { curriculumIssues, plugin as curriculum } from "../../ts/plugins/stage/curriculum.ts";
 import { plugin as none } from "../../ts/plugins/stage/none.ts";
 
-const ctx = { configDir: ".", seed: 0, log: (): void => {} };
+const ctx = { configDir: ".", seed: 0, epochs: 10, log: (): void => {} };
 function make(mod: PluginModule, cfg: Record<string, unknown> = {}): ClassCountAwareStage {
   return mod.create(mod.configSchema.parse(cfg), ctx) as ClassCountAwareStage;
 }

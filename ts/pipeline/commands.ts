@@ -130,7 +130,7 @@ export async function configForData(opts: {
 }
 
 function ctxOf(config: ResolvedConfig, log: (l: string) => void): PluginContext {
-  return { configDir: config.baseDir, seed: config.seed, log };
+  return { configDir: config.baseDir, seed: config.seed, epochs: config.train.epochs, log };
 }
 
 function splitOpts(

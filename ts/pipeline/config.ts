@@ -379,6 +379,7 @@ export async function refineIssues(c: ResolvedConfig, numClasses: number | null)
     const stage = await mod.create(stageOpts as never, {
       configDir: c.baseDir,
       seed: c.seed,
+      epochs: c.train.epochs,
       log: () => {},
     }) as ValidatingStage;
     stage.setNumClasses?.(n);

@@ -46,6 +46,7 @@ import {
 import type {
   Augmenter,
   AugmentOp,
+  DataInfo,
   Dataset,
   EpochMetrics,
   Evaluator,
@@ -89,6 +90,8 @@ export interface EpochRecord extends EpochMetrics {
   trainMetrics: Metrics;
   /** images drawn per class this epoch */
   sampledPerClass: number[];
+  /** images the sampler expected to draw per class this epoch (its share × images drawn) */
+  expectedPerClass: number[];
   stageCount: number;
   bestMetric: { name: string; value: number | null; epoch: number | null };
   earlyStopping: EarlyStoppingState | null;
@@ -317,6 +320,13 @@ function meanLoss(
   return loss.compute(logits, labels, n, c, mask).loss;
 }
 
+/** Class names and per-class counts of the training split, for plugins' `setData`. */
+export function trainDataInfo(classNames: string[], labels: Int32Array): DataInfo {
+  const classCounts = new Array<number>(classNames.length).fill(0);
+  for (let i = 0; i < labels.length; i++) classCounts[labels[i]]++;
+  return { numClasses: classNames.length, classNames, classCounts };
+}
+
 /** Where the Fashion-MNIST IDX files of the Debian package live. */
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";
 
@@ -412,13 +422,21 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
     }
     if (config.train.threads !== null) setNumThreads(config.train.threads);
 
-    const ctx: PluginContext = { configDir: config.baseDir, seed: config.seed, log: (l) => log.info(l) };
+    const ctx: PluginContext = {
+      configDir: config.baseDir,
+      seed: config.seed,
+      epochs: config.train.epochs,
+      log: (l) => log.info(l),
+    };
     const plugins = await createPlugins(config, ctx);
     const dataset: Dataset = await loadDataset(plugins.loader, config);
     const classNames = dataset.classNames;
     const numClasses = classNames.length;
     await refineWithDataset(config, numClasses, file);
     plugins.stage.setNumClasses?.(numClasses);
+    const dataInfo = trainDataInfo(classNames, dataset.train.labels);
+    plugins.loss.setData?.(dataInfo);
+    plugins.evaluator.setData?.(dataInfo);
     if (!dataset.val) log.warn("The dataset has no val split: no validation metrics, best = last");
 
     const [h, w] = config.data.imageSize;
@@ -513,7 +531,6 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
     const useNative = config.train.nativeLoss === "auto" && typeof plugins.loss.native === "function";
     let stoppedEarly = false;
     let epoch = startEpoch;
-    let nativeLossPlan: StagePlan | null = null;
     let lr = config.train.optimizer.lr;
     for (; epoch < config.train.epochs && !stoppedEarly; epoch++) {
       manualSeed(deriveSeed(config.seed, "epoch", epoch));
@@ -521,10 +538,9 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
       if (!samePlan(lastPlan, plan)) await hook("onStageChange", epoch, plan, lastPlan);
       lastPlan = plan;
       const mask = activeMask(plan, numClasses);
-      if (useNative && !samePlan(nativeLossPlan, plan)) {
-        trainer.setLoss(plugins.loss.native!(mask) as NativeLossInput);
-        nativeLossPlan = plan;
-      }
+      plugins.loss.startEpoch?.(epoch, plan);
+      // asked every epoch: a loss may change over the run (DRW's switch), and it costs one call
+      if (useNative) trainer.setLoss(plugins.loss.native!(mask) as NativeLossInput);
 
       // ---- train
       const order = plugins.sampler.sample(train.labels, plan.activeClasses, epoch, rng);
@@ -532,6 +548,9 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
       const used = Math.min(order.length, steps * config.train.batchSize);
       const sampledPerClass = new Array<number>(numClasses).fill(0);
       for (let i = 0; i < used; i++) sampledPerClass[train.labels[order[i]]]++;
+      const expectedPerClass = plugins.sampler
+        .expectedClassShare(train.labels, plan.activeClasses, numClasses, epoch)
+        .map((share) => share * used);
       await hook("onTrainEpochStart", epoch, plan, steps, used);
       const trainLogits = new Float32Array(used * numClasses);
       const trainTargets = new Int32Array(used);
@@ -646,6 +665,7 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
         globalStep,
         trainMetrics,
         sampledPerClass,
+        expectedPerClass,
         stageCount: plan.stageCount,
         bestMetric: best,
         earlyStopping: early?.stateDict() ?? null,

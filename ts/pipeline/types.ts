@@ -40,7 +40,17 @@ export interface PluginContext {
   configDir: string;
   /** the run's seed */
   seed: number;
+  /** the run's number of training epochs (train.epochs), for plugins that change over the run */
+  epochs: number;
   log(line: string): void;
+}
+
+/** What plugins may learn about the training split before the first epoch (`setData`). */
+export interface DataInfo {
+  numClasses: number;
+  classNames: string[];
+  /** training images per class (the whole train split, before any curriculum) */
+  classCounts: number[];
 }
 
 /** Something with state to put in a checkpoint, restored on --resume. */
@@ -101,8 +111,12 @@ export interface Loss {
     c: number,
     activeMask: Uint8Array | null,
   ): LossResult;
-  /** the native twin (one-call step), when the loss has one */
+  /** the native twin (one-call step), when the loss has one; asked again every epoch */
   native?(activeMask: Uint8Array | null): NativeLossConfig;
+  /** optional: the training split's class counts, once before the first epoch (class priors) */
+  setData?(info: DataInfo): void;
+  /** optional: called at the start of every epoch (e.g. a deferred re-weighting switch) */
+  startEpoch?(epoch: number, plan: StagePlan): void;
 }
 
 export interface NativeLossConfig {
@@ -155,6 +169,8 @@ export interface Evaluator {
     loss: number,
     restrict?: number[],
   ): Metrics;
+  /** optional: the training split's class counts, once before evaluating (priors, shot groups) */
+  setData?(info: DataInfo): void;
 }
 
 export interface EpochMetrics {
