@@ -155,6 +155,41 @@ export function buildProgram(): Command {
       console.log(o.json ? JSON.stringify(r, null, 2) : formatInspect(r));
     });
 
+  program.command("compare")
+    .description(
+      "train several recipes on the same data, budget and seeds; writes a mean ± std table and a chart",
+    )
+    .argument("[spec]", "compare spec YAML (base config, seeds, shared overrides, recipes or grid)")
+    .option("--config <file>", "a recipe config (repeatable); the first is the base", collect, [])
+    .option("--grid <key=v1,v2>", "a grid axis over one base config (repeatable)", collect, [])
+    .option("--set <key=value>", "override for every recipe (repeatable), e.g. train.epochs=4", collect, [])
+    .option("--seeds <list>", "comma-separated seeds", "0,1,2")
+    .option("--name <name>", "comparison name (folder runs/compare-<name>)", "compare")
+    .option("--out <dir>", "folder of the comparison folder", "runs")
+    .option("--verbose", "print every run's log")
+    .action(async (specFile: string | undefined, o: {
+      config: string[];
+      grid: string[];
+      set: string[];
+      seeds: string;
+      name: string;
+      out: string;
+      verbose?: boolean;
+    }) => {
+      const { loadCompareSpec, runCompare, specFromArgs } = await import("./pipeline/compare.ts");
+      const spec = specFile ? await loadCompareSpec(specFile) : specFromArgs({
+        configs: o.config,
+        grid: o.grid,
+        set: o.set,
+        seeds: o.seeds.split(",").map((v) => Number(v.trim())),
+        name: o.name,
+      });
+      if (specFile && o.set.length > 0) spec.set.push(...o.set);
+      const r = await runCompare(spec, { out: o.out, console: o.verbose === true });
+      console.log(r.markdown);
+      console.log(`comparison folder: ${r.dir} (compare.md, compare.svg, compare.json)`);
+    });
+
   program.command("config")
     .description("print a config resolved (defaults filled, paths absolute)")
     .option("--config <file>", "YAML config", DEFAULT_CONFIG)

@@ -98,7 +98,12 @@ Deno.test("auto-curriculum: threshold, min and max epochs per stage, loss metric
 Deno.test("auto-curriculum plugin: generated stages, plans from history, logs why a stage ended", () => {
   const st = make(auto, { patience: 1, minDelta: 0 });
   st.setNumClasses(8);
-  assert.deepEqual(st.plan(0, []), { activeClasses: [0, 7], stageIndex: 0, stageCount: 4, maskInactive: true });
+  assert.deepEqual(st.plan(0, []), {
+    activeClasses: [0, 7],
+    stageIndex: 0,
+    stageCount: 4,
+    maskInactive: true,
+  });
   logs.length = 0;
   const p = st.plan(2, history([[0, 0.8], [0, 0.8]]));
   assert.deepEqual(p.activeClasses, [0, 1, 6, 7]);
@@ -128,7 +133,9 @@ Deno.test("anti-curriculum: middle classes first, even split of the run's epochs
     [9, [0, 1, 2, 3, 4, 5, 6, 7]],
     [11, [0, 1, 2, 3, 4, 5, 6, 7]],
   ];
-  for (const [epoch, active] of rows) assert.deepEqual(st.plan(epoch, []).activeClasses, active, `epoch ${epoch}`);
+  for (const [epoch, active] of rows) {
+    assert.deepEqual(st.plan(epoch, []).activeClasses, active, `epoch ${epoch}`);
+  }
   const fixed = make(anti, { epochs: [1, 1, 1] });
   fixed.setNumClasses(8);
   assert.equal(fixed.plan(3, []).stageIndex, 3);

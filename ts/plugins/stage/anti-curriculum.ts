@@ -42,7 +42,11 @@ export const plugin: PluginModule<typeof configSchema, ClassCountAwareStage> = {
     const issues = (n: number): string[] => {
       const k = Math.ceil(n / 2);
       return cfg.epochs !== null && cfg.epochs.length !== k - 1
-        ? [`anti-curriculum: ${n} classes make ${k} stages, so epochs needs ${k - 1} entries; got ${cfg.epochs.length}`]
+        ? [
+          `anti-curriculum: ${n} classes make ${k} stages, so epochs needs ${
+            k - 1
+          } entries; got ${cfg.epochs.length}`,
+        ]
         : [];
     };
     return {

@@ -93,7 +93,11 @@ export function advanceReason(cfg: AutoCurriculumConfig, inStage: EpochMetrics[]
 }
 
 /** The stage of the next epoch, decided from the history (newest last). */
-export function autoStageIndex(cfg: AutoCurriculumConfig, stageCount: number, history: EpochMetrics[]): number {
+export function autoStageIndex(
+  cfg: AutoCurriculumConfig,
+  stageCount: number,
+  history: EpochMetrics[],
+): number {
   if (history.length === 0) return 0;
   const current = history[history.length - 1].stage;
   if (current >= stageCount - 1) return stageCount - 1;
@@ -119,7 +123,9 @@ export const plugin: PluginModule<typeof configSchema, ClassCountAwareStage> = {
       },
       plan(_epoch: number, history: EpochMetrics[]): StagePlan {
         if (stages === null) {
-          throw new Error('auto-curriculum: generated stages need the class count (call setNumClasses first)');
+          throw new Error(
+            "auto-curriculum: generated stages need the class count (call setNumClasses first)",
+          );
         }
         const s = autoStageIndex(cfg, stages.length, history);
         const prev = history.at(-1)?.stage;
