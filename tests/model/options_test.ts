@@ -56,7 +56,10 @@ Deno.test("trainer options: nested defaults fill the hn_trainer_new JSON", () =>
     },
     clip_grad_norm: null,
     seed: 0,
+    trainable: "all",
   });
+  assert.equal(toNativeTrainerConfig(TrainerOptionsSchema.parse({ trainable: "head" })).trainable, "head");
+  assert.throws(() => TrainerOptionsSchema.parse({ trainable: "neck" }));
   const cfg = toNativeTrainerConfig(
     TrainerOptionsSchema.parse({ optimizer: { kind: "sgd", lr: 0.1, nesterov: true }, clipGradNorm: 5 }),
   );

@@ -67,7 +67,8 @@ const ERROR_ROWS: { what: string; yaml: string; overrides?: string[]; expect: Re
   {
     what: "unknown plugin name lists the built-ins",
     yaml: MINIMAL + "loss:\n  name: nope\n",
-    expect: /^x\.yaml: loss\.name — unknown loss plugin "nope"; built-ins: cross-entropy, focal/,
+    expect:
+      /^x\.yaml: loss\.name — unknown loss plugin "nope"; built-ins: class-balanced-focal, cross-entropy, focal, ldam-drw/,
   },
   {
     what: "a bad plugin option is reported under the plugin's section",

@@ -71,3 +71,21 @@ Deno.test("lrAt: constant, cosine and warm-up values at given points", () => {
     assert.ok(Math.abs(lrAt(...args) - want) < 1e-12, `${msg}: ${lrAt(...args)}`);
   }
 });
+
+Deno.test("policies: ordinal metrics are readable; ordinalMae is minimised, quadraticKappa maximised", () => {
+  assert.equal(metricMode("val.all.ordinalMae"), "min");
+  assert.equal(metricMode("val.active.ordinalMae"), "min");
+  assert.equal(metricMode("val.all.quadraticKappa"), "max");
+  const m = { accuracy: 0.9, ordinalMae: 0.25, quadraticKappa: 0.7, topK: { top2: 1 } };
+  const em = {
+    epoch: 0,
+    stage: 0,
+    activeClasses: [0],
+    train: { loss: 1, accuracy: 0.5, imagesPerSecond: 1, seconds: 1 },
+    val: { all: m, active: m },
+    lr: 1,
+  } as unknown as EpochMetrics;
+  assert.equal(readMetric(em, "val.all.ordinalMae"), 0.25);
+  assert.equal(readMetric(em, "val.active.quadraticKappa"), 0.7);
+  assert.equal(readMetric(em, "val.all.topK"), undefined, "nested records are not scalar metrics");
+});

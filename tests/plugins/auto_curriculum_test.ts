@@ -90,6 +90,14 @@ Deno.test("auto-curriculum: threshold, min and max epochs per stage, loss metric
   assert.equal(autoStageIndex(maxE, 4, history([[0, 0.1], [0, 0.2]])), 1, "max epochs ends a stage");
   assert.equal(autoStageIndex(maxE, 4, history([[0, null], [0, null]])), 1, "even with no evaluations");
 
+  const fin = configSchema.parse({ minFinalEpochs: 3, patience: 10 });
+  assert.equal(autoStageIndex(fin, 4, history([[0, 0.5], [0, 0.6]]), 2, 6), 0, "epoch 2 of 6: still free");
+  assert.equal(
+    autoStageIndex(fin, 4, history([[0, 0.5], [0, 0.6], [0, 0.7]]), 3, 6),
+    3,
+    "last 3 epochs: all classes",
+  );
+
   const loss = configSchema.parse({ metric: "val.active.loss", threshold: 0.5 });
   // readMetric reads loss = 1 in these records: above the threshold, so no advance for a loss
   assert.equal(autoStageIndex(loss, 4, history([[0, 0.9]])), 0);

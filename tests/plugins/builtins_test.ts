@@ -15,9 +15,9 @@ Deno.test("builtins: every stage has its plugins, keyed by their own name", () =
   assert.deepEqual(names, {
     load: ["csv", "idx", "imagefolder", "synthetic"],
     augment: ["standard", "ts-function"],
-    sample: ["inverse-frequency", "shuffle", "sqrt-inverse"],
-    loss: ["cross-entropy", "focal"],
-    stage: ["curriculum", "none"],
+    sample: ["effective-number", "inverse-frequency", "progressive", "shuffle", "sqrt-inverse"],
+    loss: ["class-balanced-focal", "cross-entropy", "focal", "ldam-drw", "logit-adjusted", "ordinal"],
+    stage: ["anti-curriculum", "auto-curriculum", "curriculum", "none"],
     evaluate: ["classification"],
   });
   for (const s of PLUGIN_STAGES) {

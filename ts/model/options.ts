@@ -49,6 +49,8 @@ export const TrainerOptionsSchema = z.object({
   optimizer: OptimizerOptionsSchema.prefault({}),
   clipGradNorm: z.number().positive().nullable().default(null),
   seed: SeedSchema.default(0),
+  /** "head": only `classifier.*` trains, the backbone runs without a graph (cRT) */
+  trainable: z.enum(["all", "head"]).default("all"),
 }).strict();
 
 export type TrainerOptions = z.infer<typeof TrainerOptionsSchema>;
@@ -93,6 +95,7 @@ export function toNativeTrainerConfig(o: TrainerOptions): Record<string, unknown
     },
     clip_grad_norm: o.clipGradNorm,
     seed: o.seed,
+    trainable: o.trainable,
   };
 }
 

@@ -11,7 +11,7 @@ import { loadConfig, parseYaml, type ResolvedConfig } from "./config.ts";
 import { DataError, evalStream, openSplit, type SplitImages } from "./data.ts";
 import { builtinModules, createPlugin, isPluginPath } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
-import { type InferenceMeta, loadDataset } from "./runner.ts";
+import { type InferenceMeta, loadDataset, trainDataInfo } from "./runner.ts";
 import type {
   Augmenter,
   Dataset,
@@ -184,6 +184,10 @@ export async function evaluateCheckpoint(opts: {
   const evaluator = await createPlugin<Evaluator>("evaluate", config.evaluate, ctx);
   const loss = await createPlugin<import("./types.ts").Loss>("loss", config.loss, ctx);
   const ds: Dataset = await loadDataset(loader, config);
+  // class priors for losses and evaluators that need them (logit adjustment, LDAM margins)
+  const info = trainDataInfo(ds.classNames, ds.train.labels);
+  loss.setData?.(info);
+  evaluator.setData?.(info);
   const split = ds[opts.split];
   if (!split) throw new DataError(`the dataset (${ds.description}) has no ${opts.split} split`);
   const numClasses = ds.classNames.length;

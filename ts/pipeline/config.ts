@@ -76,21 +76,64 @@ const EarlyStoppingSchema = z.object({
   mode: z.enum(["max", "min"]).default("max"),
 }).strict();
 
+/** restart the schedule at each curriculum stage, the stage counting as the rest of the run */
+const restartPerStage = z.boolean().default(false);
+
+/** `train.schedule`; the LR math is in ts/pipeline/schedules.ts */
+const ScheduleSchema = z.discriminatedUnion("name", [
+  z.object({ name: z.literal("constant") }).strict(),
+  z.object({
+    name: z.literal("cosine"),
+    warmupEpochs: z.number().min(0).default(0),
+    minLr: z.number().min(0).default(0),
+    restartPerStage,
+  }).strict(),
+  z.object({
+    name: z.literal("one-cycle"),
+    /** share of the run (or stage) spent rising to lr */
+    pctStart: z.number().gt(0).lt(1).default(0.3),
+    /** starts at lr / divFactor */
+    divFactor: z.number().min(1).default(25),
+    /** ends at lr / (divFactor * finalDivFactor) */
+    finalDivFactor: z.number().min(1).default(1e4),
+    restartPerStage,
+  }).strict(),
+  z.object({
+    name: z.literal("step"),
+    /** epochs (from the run's or stage's start) at which the LR is multiplied by gamma */
+    milestones: z.array(z.number().int().min(1)).min(1).refine(
+      (m) => m.every((v, i) => i === 0 || v > m[i - 1]),
+      "must be increasing, e.g. [30, 60]",
+    ),
+    gamma: z.number().gt(0).max(1).default(0.1),
+    warmupEpochs: z.number().min(0).default(0),
+    restartPerStage,
+  }).strict(),
+  z.object({
+    name: z.literal("plateau"),
+    // same form as METRIC_PATH, which is declared below the schemas and so not usable here
+    metric: z.string().regex(
+      /^(val\.(all|active)\.[A-Za-z][A-Za-z0-9]*|train\.(loss|accuracy))$/,
+      "is not a metric; use e.g. val.all.macroF1, val.all.loss or train.loss",
+    ).default(DEFAULT_BEST_METRIC),
+    factor: z.number().gt(0).lt(1).default(0.5),
+    /** evaluations without improvement before the LR is reduced */
+    patience: z.number().int().min(1).default(2),
+    minDelta: z.number().min(0).default(0),
+    minLr: z.number().min(0).default(0),
+    /** evaluations after a reduction that count no bad epochs */
+    cooldown: z.number().int().min(0).default(0),
+  }).strict(),
+]);
+
 const TrainSchema = z.object({
   epochs: z.number().int().min(1).default(DEFAULT_EPOCHS),
   batchSize: z.number().int().min(1).default(DEFAULT_BATCH_SIZE),
   optimizer: OptimizerOptionsSchema.extend({ lr: z.number().positive().default(DEFAULT_LR) }).strict()
     .prefault({}),
   clipGradNorm: z.number().positive().nullable().default(null),
-  /** learning-rate schedule over the run, applied every step */
-  schedule: z.discriminatedUnion("name", [
-    z.object({ name: z.literal("constant") }).strict(),
-    z.object({
-      name: z.literal("cosine"),
-      warmupEpochs: z.number().min(0).default(0),
-      minLr: z.number().min(0).default(0),
-    }).strict(),
-  ]).default({ name: "constant" }),
+  /** learning-rate schedule over the run, applied every step (see ts/pipeline/schedules.ts) */
+  schedule: ScheduleSchema.default({ name: "constant" }),
   /** auto: a loss with a native twin trains in one native call per step; never: always via TS */
   nativeLoss: z.enum(["auto", "never"]).default("auto"),
   evalEvery: z.number().int().min(1).default(DEFAULT_EVAL_EVERY),

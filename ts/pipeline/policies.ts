@@ -2,7 +2,10 @@
  * Pure decisions the runner carries out (STYLE 14): which checkpoints to write, whether a
  * metric improved, whether to stop early. No disk, no native calls: unit-testable.
  */
+import { type Schedule, scheduleLr } from "./schedules.ts";
 import type { EpochMetrics, Metrics } from "./types.ts";
+
+export type { Schedule };
 
 /** A checkpoint to write after an epoch. */
 export type CheckpointAction = "best" | "last";
@@ -12,9 +15,9 @@ export function checkpointActions(improvedBest: boolean): CheckpointAction[] {
   return improvedBest ? ["best", "last"] : ["last"];
 }
 
-/** "min" for loss-like metrics, "max" otherwise. */
+/** "min" for loss-like and error metrics (…loss, …ordinalMae), "max" otherwise. */
 export function metricMode(path: string): "min" | "max" {
-  return /loss$/i.test(path) ? "min" : "max";
+  return /(loss|ordinalMae)$/i.test(path) ? "min" : "max";
 }
 
 /**
@@ -79,18 +82,17 @@ export class EarlyStopping {
   }
 }
 
-/** The learning-rate schedule of `train.schedule`. */
-export type Schedule = { name: "constant" } | { name: "cosine"; warmupEpochs: number; minLr: number };
-
 /**
- * Learning rate at `progress` epochs into a run of `epochs` (fractional: epoch + step/steps).
- * cosine: linear warm-up from 0 over `warmupEpochs`, then half a cosine from `lr` to `minLr`.
- * Pure in (progress), so a resumed run follows the same curve.
+ * Learning rate at `progress` epochs into a run of `epochs` (fractional: epoch + step/steps),
+ * without stage or history context. Kept for existing callers; the schedules live in
+ * schedules.ts and the runner calls `scheduleLr`.
  */
 export function lrAt(schedule: Schedule, lr: number, progress: number, epochs: number): number {
-  if (schedule.name === "constant") return lr;
-  const w = schedule.warmupEpochs;
-  if (w > 0 && progress < w) return (lr * progress) / w;
-  const t = Math.min(1, Math.max(0, (progress - w) / Math.max(epochs - w, 1e-9)));
-  return schedule.minLr + (lr - schedule.minLr) * 0.5 * (1 + Math.cos(Math.PI * t));
+  return scheduleLr(schedule, lr, {
+    progress,
+    epochs,
+    epoch: Math.floor(progress),
+    stageIndex: 0,
+    history: [],
+  });
 }

@@ -25,13 +25,13 @@ import {
   EarlyStopping,
   type EarlyStoppingState,
   improves,
-  lrAt,
   metricMode,
   readMetric,
 } from "./policies.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { createPlugin } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
+import { scheduleLr } from "./schedules.ts";
 import {
   appendJsonLine,
   createRunDir,
@@ -566,12 +566,14 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
         })
       ) {
         const n = b.shape[0];
-        lr = lrAt(
-          config.train.schedule,
-          config.train.optimizer.lr,
-          epoch + b.index / steps,
-          config.train.epochs,
-        );
+        lr = scheduleLr(config.train.schedule, config.train.optimizer.lr, {
+          progress: epoch + b.index / steps,
+          epochs: config.train.epochs,
+          epoch,
+          stageIndex: plan.stageIndex,
+          history,
+          stepsPerEpoch: steps,
+        });
         trainer.setLr(lr);
         let loss: number, logits: Float32Array;
         if (useNative) {

@@ -157,6 +157,15 @@ export interface Metrics {
   perClass: ClassMetrics[];
   /** rows = true class, columns = predicted */
   confusion: number[][];
+  // Optional: evaluators other than "classification" need not compute these.
+  /** mean |predicted - true| over class indices (index order taken as the ordinal order) */
+  ordinalMae?: number;
+  /** Cohen's kappa with quadratic weights (i - j)² over class indices */
+  quadraticKappa?: number;
+  /** top-k accuracy by k, keyed "top2", "top3", … */
+  topK?: Record<string, number>;
+  /** mean recall of the classes in each training-count group; null for a group with no classes */
+  shotGroups?: { many: number | null; medium: number | null; few: number | null };
 }
 
 export interface Evaluator {

@@ -8,7 +8,8 @@
  * - plateau: the last `patience` evaluations of the stage brought no gain > `minDelta` over
  *   the stage's best before them;
  * - `maxEpochsPerStage` epochs were spent in it.
- * The last stage runs to the end of training. Stages are class lists, or generated from the
+ * The last stage runs to the end of training, and starts at the latest `minFinalEpochs` before
+ * the end (so a slow stage cannot eat the budget of the full class set). Stages are class lists, or generated from the
  * class order ("extremes-inward", the seed's shape for ordinal labels).
  *
  * The decision is a pure function of the run's history (each epoch records its stage), which
@@ -33,6 +34,8 @@ export const configSchema = z.object({
   threshold: z.number().nullable().default(null),
   minEpochsPerStage: z.number().int().positive().default(1),
   maxEpochsPerStage: z.number().int().positive().nullable().default(null),
+  /** the last stage (all classes) starts at the latest this many epochs before the run ends */
+  minFinalEpochs: z.number().int().min(0).default(0),
   maskInactive: z.boolean().default(true),
 }).strict();
 
@@ -92,12 +95,18 @@ export function advanceReason(cfg: AutoCurriculumConfig, inStage: EpochMetrics[]
   return null;
 }
 
-/** The stage of the next epoch, decided from the history (newest last). */
+/**
+ * The stage of `epoch`, decided from the history (newest last); `runEpochs` = the run's
+ * epochs (for `minFinalEpochs`).
+ */
 export function autoStageIndex(
   cfg: AutoCurriculumConfig,
   stageCount: number,
   history: EpochMetrics[],
+  epoch: number = history.length,
+  runEpochs: number = Infinity,
 ): number {
+  if (epoch >= runEpochs - cfg.minFinalEpochs) return stageCount - 1;
   if (history.length === 0) return 0;
   const current = history[history.length - 1].stage;
   if (current >= stageCount - 1) return stageCount - 1;
@@ -121,17 +130,19 @@ export const plugin: PluginModule<typeof configSchema, ClassCountAwareStage> = {
       validate(n: number): string[] {
         return autoCurriculumIssues(cfg, n);
       },
-      plan(_epoch: number, history: EpochMetrics[]): StagePlan {
+      plan(epoch: number, history: EpochMetrics[]): StagePlan {
         if (stages === null) {
           throw new Error(
             "auto-curriculum: generated stages need the class count (call setNumClasses first)",
           );
         }
-        const s = autoStageIndex(cfg, stages.length, history);
+        const s = autoStageIndex(cfg, stages.length, history, epoch, ctx.epochs);
         const prev = history.at(-1)?.stage;
         if (prev !== undefined && prev !== s) {
           const first = history.findIndex((m) => m.stage === prev);
-          ctx.log(`auto-curriculum: stage ${prev + 1} ends: ${advanceReason(cfg, history.slice(first))}`);
+          const why = advanceReason(cfg, history.slice(first)) ??
+            `the last ${cfg.minFinalEpochs} epochs are kept for all classes (minFinalEpochs)`;
+          ctx.log(`auto-curriculum: stage ${prev + 1} ends: ${why}`);
         }
         return {
           activeClasses: [...new Set(stages[s])].sort((a, b) => a - b),
