@@ -190,6 +190,70 @@ export function buildProgram(): Command {
       console.log(`comparison folder: ${r.dir} (compare.md, compare.svg, compare.json)`);
     });
 
+  program.command("lr:find")
+    .description("LR range test: trains briefly with a growing LR; writes lr-find.csv/svg and suggests an LR")
+    .option("--config <file>", "YAML config", DEFAULT_CONFIG)
+    .option("--data <dir>", "dataset folder (overrides the loader's root/dir)")
+    .option("--set <key=value>", "override a config value (repeatable)", collect, [])
+    .option("--min <lr>", "first LR", "1e-7")
+    .option("--max <lr>", "last LR", "1")
+    .option("--steps <n>", "training steps", "100")
+    .option("--out <dir>", "folder for lr-find.csv and lr-find.svg", "runs/lr-find")
+    .action(async (o: {
+      config: string;
+      data?: string;
+      set: string[];
+      min: string;
+      max: string;
+      steps: string;
+      out: string;
+    }) => {
+      const { findLr, formatLrFind } = await import("./pipeline/lr-find.ts");
+      const config = await loadConfigWithData(o.config, o.set, o.data);
+      const r = await findLr(config, {
+        out: o.out,
+        minLr: Number(o.min),
+        maxLr: Number(o.max),
+        steps: Number(o.steps),
+      });
+      console.log(formatLrFind(r));
+    });
+
+  program.command("crt")
+    .description(
+      "classifier re-training: freeze a run's features, re-train the head with class-balanced sampling",
+    )
+    .requiredOption("--run <dir>", "a run folder (runs/<date>-<name>)")
+    .option("--checkpoint <which>", "best | last", "best")
+    .option("--epochs <n>", "epochs of head training", "2")
+    .option("--sampler <name>", "sampler plugin for the head", "inverse-frequency")
+    .option("--loss <name>", "loss plugin for the head", "cross-entropy")
+    .option("--lr <lr>", "learning rate (default: the run's)")
+    .option("--json", "print the result as JSON")
+    .action(async (o: {
+      run: string;
+      checkpoint: string;
+      epochs: string;
+      sampler: string;
+      loss: string;
+      lr?: string;
+      json?: boolean;
+    }) => {
+      if (o.checkpoint !== "best" && o.checkpoint !== "last") {
+        throw new DataError(`--checkpoint must be best or last; got ${o.checkpoint}`);
+      }
+      const { formatCrt, retrainClassifier } = await import("./pipeline/crt.ts");
+      const r = await retrainClassifier({
+        runDir: o.run,
+        checkpoint: o.checkpoint,
+        epochs: Number(o.epochs),
+        sampler: { name: o.sampler },
+        loss: { name: o.loss },
+        lr: o.lr === undefined ? undefined : Number(o.lr),
+      });
+      console.log(o.json ? JSON.stringify(r, null, 2) : formatCrt(r));
+    });
+
   program.command("config")
     .description("print a config resolved (defaults filled, paths absolute)")
     .option("--config <file>", "YAML config", DEFAULT_CONFIG)

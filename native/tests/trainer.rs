@@ -1,6 +1,6 @@
 //! Trainer contracts: state save/load gives an identical next step (Adam, AdamW, SGD), the
 //! two-call step equals the one-call step, and bad checkpoint/state files give the right
-//! error kind naming the tensor.
+//! error kind naming the tensor; a head-only trainer (cRT) changes only `classifier.*`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -144,4 +144,32 @@ fn bad_trainer_state_files_are_rejected() {
     checkpoint::save_params(&wpath, lock(&m).named_parameters()).unwrap();
     assert_eq!(adam.load_state(&wpath).unwrap_err().code(), HN_ERR_CHECKPOINT);
     assert_eq!(adam.load_state(&dir.join("missing.safetensors")).unwrap_err().code(), HN_ERR_IO);
+}
+
+#[test]
+fn head_only_trainer_changes_only_the_classifier() {
+    let m = new_model(3);
+    let (x, y) = batch();
+    let cfg = TrainerConfig::from_json(br#"{"optimizer":{"kind":"adam","lr":0.01},"trainable":"head"}"#).unwrap();
+    let mut t = Trainer::new(m.clone(), &cfg).unwrap();
+    assert!(t.trainable_names().iter().all(|n| n.starts_with("classifier.")));
+    assert_eq!(t.trainable_names().len(), 10, "3 linear + 2 group norms, weight and bias each");
+    let names: Vec<String> = lock(&m).named_parameters().iter().map(|(n, _)| n.clone()).collect();
+    let before = weights(&m);
+    t.train_step(&x, &y).unwrap();
+    // the two-call step too
+    let logits = t.forward_train(&x).unwrap();
+    t.backward_step(&vec![0.1f32; logits.numel()]).unwrap();
+    let after = weights(&m);
+    let mut head_changed = 0;
+    for ((name, b), a) in names.iter().zip(&before).zip(&after) {
+        let same = b.equal(a);
+        if name.starts_with("classifier.") {
+            head_changed += usize::from(!same);
+        } else {
+            assert!(same, "{name} changed in a head-only step");
+        }
+    }
+    assert!(head_changed >= 5, "the head trained ({head_changed} tensors changed)");
+    assert!(TrainerConfig::from_json(br#"{"optimizer":{"kind":"adam","lr":0.01},"trainable":"neck"}"#).is_err());
 }

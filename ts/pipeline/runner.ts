@@ -276,7 +276,7 @@ function isStateful(v: unknown): v is Stateful {
 }
 
 /** Logits of a whole split in eval mode, with labels. */
-async function predictSplit(
+export async function predictSplit(
   model: Model,
   split: SplitImages,
   batchSize: number,
@@ -346,7 +346,7 @@ export async function loadDataset(loader: Loader, config: ResolvedConfig): Promi
 }
 
 /** The built plugins of a run. */
-interface Plugins {
+export interface Plugins {
   loader: Loader;
   augment: Augmenter;
   sampler: Sampler;
@@ -355,7 +355,7 @@ interface Plugins {
   evaluator: Evaluator;
 }
 
-async function createPlugins(config: ResolvedConfig, ctx: PluginContext): Promise<Plugins> {
+export async function createPlugins(config: ResolvedConfig, ctx: PluginContext): Promise<Plugins> {
   return {
     loader: await createPlugin<Loader>("load", config.data.loader, ctx),
     augment: await createPlugin<Augmenter>("augment", config.augment, ctx),
@@ -367,7 +367,7 @@ async function createPlugins(config: ResolvedConfig, ctx: PluginContext): Promis
 }
 
 /** For `normalize: "dataset"`: per-channel mean/std of (up to 4096 evenly spaced) training images. */
-async function provideDatasetStats(augment: Augmenter, train: SplitImages): Promise<void> {
+export async function provideDatasetStats(augment: Augmenter, train: SplitImages): Promise<void> {
   const aug = augment as Partial<StandardAugmenter>;
   if (!aug.needsDatasetStats || typeof aug.setDatasetStats !== "function") return;
   const n = Math.min(train.count, 4096);

@@ -163,6 +163,12 @@ impl HybridNet {
 
     /// Forward pass with explicit dropout behaviour; records autograd if grad mode is on.
     pub fn forward_with(&self, x: &Tensor, dropout: &Dropout) -> Result<Tensor> {
+        let features = self.features(x)?;
+        self.classify(&features, dropout)
+    }
+
+    /// The backbone: input `[N, C, H, W]` → pooled features `[N, F]` (everything but the head).
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
         let n = x.size().first().copied().unwrap_or(0);
         let x = self.conv1.forward(x)?;
@@ -181,8 +187,22 @@ impl HybridNet {
             }
         }
         let x = self.attention.forward(&x)?;
-        let x = x.f_adaptive_avg_pool2d([1, 1])?.f_view([n, -1])?;
-        self.classifier.forward(&x, dropout)
+        Ok(x.f_adaptive_avg_pool2d([1, 1])?.f_view([n, -1])?)
+    }
+
+    /// The classifier head: pooled features `[N, F]` → logits `[N, num_classes]`.
+    pub fn classify(&self, features: &Tensor, dropout: &Dropout) -> Result<Tensor> {
+        self.classifier.forward(features, dropout)
+    }
+
+    /// Train-mode forward of the head only: the backbone runs without a graph, so a backward
+    /// reaches only `classifier.*` (classifier re-training, cRT).
+    pub fn forward_head_train(&self, x: &Tensor) -> Result<Tensor> {
+        let features = {
+            let _guard = tch::no_grad_guard();
+            self.features(x)?
+        };
+        self.classify(&features, &Dropout::Random(self.cfg.dropout_rate))
     }
 
     /// `forward_t` in the tch idiom: train mode uses random dropout (and records the graph);

@@ -25,7 +25,24 @@ pub struct TrainerConfig {
     /// If set, seeds the global torch generator (dropout masks) when the trainer is made.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Which parameters train: all, or only the classifier head (cRT: frozen features).
+    #[serde(default)]
+    pub trainable: Trainable,
 }
+
+/// The parameters a trainer updates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trainable {
+    /// Every parameter (normal training).
+    #[default]
+    All,
+    /// Only `classifier.*`; the backbone runs without a graph and never changes.
+    Head,
+}
+
+/// Prefix of the head's parameter names.
+pub const HEAD_PREFIX: &str = "classifier.";
 
 impl TrainerConfig {
     /// Parses and validates JSON.
@@ -61,12 +78,18 @@ pub struct Trainer {
     clip: Option<f64>,
     loss: LossConfig,
     pending: Option<Tensor>,
+    trainable: Trainable,
 }
 
 impl Trainer {
     /// A trainer for `model` (kept alive by the trainer). The loss defaults to cross-entropy.
     pub fn new(model: SharedModel, cfg: &TrainerConfig) -> Result<Self> {
-        let params = lock(&model).named_parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+        let params = lock(&model)
+            .named_parameters()
+            .iter()
+            .filter(|(n, _)| cfg.trainable == Trainable::All || n.starts_with(HEAD_PREFIX))
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
         if let Some(seed) = cfg.seed {
             tch::manual_seed(seed as i64);
         }
@@ -77,6 +100,7 @@ impl Trainer {
             clip: cfg.clip_grad_norm,
             loss: LossConfig::default(),
             pending: None,
+            trainable: cfg.trainable,
         })
     }
 
@@ -112,7 +136,7 @@ impl Trainer {
     /// pending graph is dropped. Returns the detached logits.
     pub fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         self.pending = None;
-        let logits = lock(&self.model).forward_t(x, true)?;
+        let logits = self.forward_for_training(&lock(&self.model), x)?;
         let out = logits.f_detach()?;
         self.pending = Some(logits);
         Ok(out)
@@ -151,6 +175,19 @@ impl Trainer {
         result
     }
 
+    /// The train-mode forward for this trainer's [`Trainable`] setting.
+    fn forward_for_training(&self, model: &crate::model::HybridNet, x: &Tensor) -> Result<Tensor> {
+        match self.trainable {
+            Trainable::All => model.forward_t(x, true),
+            Trainable::Head => model.forward_head_train(x),
+        }
+    }
+
+    /// The names of the parameters this trainer updates.
+    pub fn trainable_names(&self) -> Vec<&str> {
+        self.params.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
     fn clip_and_step(&mut self) -> Result<f64> {
         let norm = clip_grad_norm(&self.params, self.clip)?;
         self.optimizer.step(&self.params)?;
@@ -167,7 +204,7 @@ impl Trainer {
             return Err(Error::invalid(format!("{} targets for a batch of {n}", targets.len())));
         }
         self.loss.check(model.config().num_classes as usize, targets)?;
-        let logits = model.forward_t(x, true)?;
+        let logits = self.forward_for_training(&model, x)?;
         let result = self.loss.compute(&logits, targets).and_then(|loss| {
             loss.f_backward()?;
             let grad_norm = self.clip_and_step()?;
