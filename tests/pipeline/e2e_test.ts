@@ -27,7 +27,9 @@ Deno.test("e2e: synthetic 4 classes reaches >= 95% val accuracy; run folder cont
     ]);
     // the report: final figures, per-class rows, one row per epoch, charts with one line per class
     const report = await Deno.readTextFile(join(result.dir, "report.md"));
-    assert.match(report, /\| 3 [^|]*\| \d+\.\d\d% \| \d+\.\d\d% \| \d+\.\d\d% \| 30 \|/);
+    // class 3 row: precision, recall, F1, support 30, drawn and expected in the last epoch (shuffle: 200)
+    assert.match(report, /\| 3 [^|]*\| \d+\.\d\d% \| \d+\.\d\d% \| \d+\.\d\d% \| 30 \| 200 \| 200\.0 \|/);
+    assert.match(report, /ordinal MAE \d\.\d{4}, quadratic kappa -?\d\.\d{4}, top2 \d+\.\d\d%/);
     assert.match(report, /\| 3 \| 1 \| \d/);
     const chart = await Deno.readTextFile(join(result.dir, "class-recall.svg"));
     assert.equal(chart.match(/<polyline/g)?.length, 4, "one recall line per class");
@@ -63,6 +65,9 @@ Deno.test("e2e: synthetic 4 classes reaches >= 95% val accuracy; run folder cont
         assert.equal(m.val[part].confusion.length, 4);
       }
       assert.equal(m.sampledPerClass.reduce((a: number, b: number) => a + b, 0), 800);
+      // shuffle expects each class's count share of the 800 draws (200 each here)
+      assert.deepEqual(m.expectedPerClass, [200, 200, 200, 200]);
+      assert.deepEqual(m.sampledPerClass, [200, 200, 200, 200]);
       assert.equal(typeof m.trainMetrics.macroF1, "number");
       assert.equal(typeof m.lr, "number");
     }

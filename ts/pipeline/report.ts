@@ -12,6 +12,9 @@ interface Row {
   activeClasses: number[];
   train: { loss: number; accuracy: number };
   val?: { all: Metrics };
+  /** absent in runs from before these were recorded */
+  sampledPerClass?: number[];
+  expectedPerClass?: number[];
 }
 
 const COLORS = [
@@ -143,12 +146,27 @@ export async function writeReport(dir: string, classNames: string[]): Promise<st
       } | ${m.weightedF1.toFixed(4)} | ${pct(m.balancedAccuracy)} |`,
       "",
     );
-    md.push("| class | precision | recall | F1 | support |", "|---|---|---|---|---|");
+    const extra = [
+      m.ordinalMae === undefined ? "" : `ordinal MAE ${m.ordinalMae.toFixed(4)}`,
+      m.quadraticKappa === undefined ? "" : `quadratic kappa ${m.quadraticKappa.toFixed(4)}`,
+      ...Object.entries(m.topK ?? {}).map(([k, v]) => `${k} ${pct(v)}`),
+      ...Object.entries(m.shotGroups ?? {}).map(([g, v]) =>
+        `${g}-shot recall ${v === null ? "n/a" : pct(v)}`
+      ),
+    ].filter(Boolean);
+    if (extra.length > 0) md.push(extra.join(", ") + ".", "");
+    // the draws show what the sampler did to each class (the seed author's 1/frequency question)
+    const drawn = last.sampledPerClass, expected = last.expectedPerClass;
+    const draws = drawn !== undefined && expected !== undefined;
+    md.push(
+      `| class | precision | recall | F1 | support |${draws ? " drawn in this epoch | expected |" : ""}`,
+      `|---|---|---|---|---|${draws ? "---|---|" : ""}`,
+    );
     m.perClass.forEach((c, k) =>
       md.push(
         `| ${k} ${classNames[k] ?? ""} | ${pct(c.precision)} | ${pct(c.recall)} | ${
           pct(c.f1)
-        } | ${c.support} |`,
+        } | ${c.support} |${draws ? ` ${drawn[k]} | ${expected[k].toFixed(1)} |` : ""}`,
       )
     );
     md.push("", "Confusion matrix (rows: true class, columns: predicted):", "");
