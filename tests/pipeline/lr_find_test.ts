@@ -45,7 +45,7 @@ augment:
   hflip: 0
 train:
   batchSize: 16
-  threads: 1
+  threads: 2
 `,
     );
     const steps = 20, minLr = 1e-5, maxLr = 10;
