@@ -15,13 +15,11 @@ import { join } from "node:path";
 import { createModel, createTrainer } from "../model/hybridnet.ts";
 import type { NativeLossInput } from "../model/options.ts";
 import { manualSeed, setNumThreads } from "../native/library.ts";
-import { datasetMeanStd, type StandardAugmenter } from "../plugins/augment/standard.ts";
 import { refineWithDataset, type ResolvedConfig } from "./config.ts";
 import { batchStream, DataError, openSplit, type SplitImages } from "./data.ts";
-import { createPlugin } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
-import { loadDataset, trainDataInfo } from "./runner.ts";
-import type { Augmenter, Loader, Loss, PluginContext, Sampler, TrainStage } from "./types.ts";
+import { activeMask, createPlugins, loadDataset, provideDatasetStats, trainDataInfo } from "./runner.ts";
+import type { PluginContext } from "./types.ts";
 
 /** Options of `findLr`. */
 export interface LrFindOptions {
@@ -184,15 +182,7 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     epochs: config.train.epochs,
     log: (l) => opts.log?.(l),
   };
-  const loader = await createPlugin<Loader>("load", config.data.loader, ctx);
-  const augment = await createPlugin<Augmenter>("augment", config.augment, ctx);
-  const sampler = await createPlugin<Sampler>("sample", config.sampler, ctx);
-  const loss = await createPlugin<Loss>("loss", config.loss, ctx);
-  const stage = await createPlugin<TrainStage & { setNumClasses?(n: number): void }>(
-    "stage",
-    config.stage,
-    ctx,
-  );
+  const { loader, augment, sampler, loss, stage } = await createPlugins(config, ctx);
   const dataset = await loadDataset(loader, config);
   const numClasses = dataset.classNames.length;
   await refineWithDataset(config, numClasses, "config");
@@ -217,14 +207,7 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     seed: deriveSeed(config.seed, "model"),
   });
   try {
-    // as the runner's provideDatasetStats (not exported): normalize "dataset" needs the stats first
-    const aug = augment as Partial<StandardAugmenter>;
-    if (aug.needsDatasetStats && typeof aug.setDatasetStats === "function") {
-      const n = Math.min(train.count, 4096);
-      const idx = Int32Array.from({ length: n }, (_, i) => Math.floor((i * train.count) / n));
-      const { mean, std } = datasetMeanStd(await train.images.gatherU8(idx), [n, ...train.chw]);
-      aug.setDatasetStats(mean, std);
-    }
+    await provideDatasetStats(augment, train);
     const trainer = createTrainer(model, {
       optimizer: config.train.optimizer,
       clipGradNorm: config.train.clipGradNorm,
@@ -232,11 +215,7 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     });
     manualSeed(deriveSeed(config.seed, "epoch", 0));
     const plan = stage.plan(0, []);
-    let mask: Uint8Array | null = null;
-    if (plan.maskInactive) {
-      mask = new Uint8Array(numClasses);
-      for (const k of plan.activeClasses) mask[k] = 1;
-    }
+    const mask = activeMask(plan, numClasses);
     loss.startEpoch?.(0, plan);
     const useNative = config.train.nativeLoss === "auto" && typeof loss.native === "function";
     if (useNative) trainer.setLoss(loss.native!(mask) as NativeLossInput);

@@ -257,7 +257,8 @@ function progressCallback(p: Progress, epochs: number): Callback {
 
 // ---- helpers --------------------------------------------------------------------------------------
 
-function activeMask(plan: StagePlan, numClasses: number): Uint8Array | null {
+/** The loss's class mask of a plan: 1 = active; null when inactive classes are not masked. */
+export function activeMask(plan: StagePlan, numClasses: number): Uint8Array | null {
   if (!plan.maskInactive) return null;
   const m = new Uint8Array(numClasses);
   for (const k of plan.activeClasses) m[k] = 1;
