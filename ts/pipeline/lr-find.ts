@@ -12,13 +12,20 @@
  * right before divergence. When the smoothed loss never falls, `minLr` with `descended: false`.
  */
 import { join } from "node:path";
-import { createModel, createTrainer } from "../model/hybridnet.ts";
 import type { NativeLossInput } from "../model/options.ts";
 import { manualSeed, setNumThreads } from "../native/library.ts";
 import { refineWithDataset, type ResolvedConfig } from "./config.ts";
 import { batchStream, DataError, openSplit, type SplitImages } from "./data.ts";
 import { createRng, deriveSeed } from "./rng.ts";
-import { activeMask, createPlugins, loadDataset, provideDatasetStats, trainDataInfo } from "./runner.ts";
+import {
+  activeMask,
+  createPlugins,
+  loadDataset,
+  provideDatasetStats,
+  runModel,
+  runTrainer,
+  trainDataInfo,
+} from "./runner.ts";
 import type { PluginContext } from "./types.ts";
 
 /** Options of `findLr`. */
@@ -199,20 +206,10 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     log: (l) => opts.log?.(l),
     splitName: "train",
   });
-  const model = createModel({
-    numClasses,
-    inputChannels: config.data.channels,
-    dropoutRate: config.model.dropoutRate,
-    fpn: config.model.fpn,
-    seed: deriveSeed(config.seed, "model"),
-  });
+  const model = runModel(config, numClasses);
   try {
     await provideDatasetStats(augment, train);
-    const trainer = createTrainer(model, {
-      optimizer: config.train.optimizer,
-      clipGradNorm: config.train.clipGradNorm,
-      seed: deriveSeed(config.seed, "trainer"),
-    });
+    const trainer = runTrainer(config, model);
     manualSeed(deriveSeed(config.seed, "epoch", 0));
     const plan = stage.plan(0, []);
     const mask = activeMask(plan, numClasses);

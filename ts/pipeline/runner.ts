@@ -328,6 +328,26 @@ export function trainDataInfo(classNames: string[], labels: Int32Array): DataInf
   return { numClasses: classNames.length, classNames, classCounts };
 }
 
+/** A fresh model for a run of `config` (its init seed derived from the run's seed). */
+export function runModel(config: ResolvedConfig, numClasses: number): Model {
+  return createModel({
+    numClasses,
+    inputChannels: config.data.channels,
+    dropoutRate: config.model.dropoutRate,
+    fpn: config.model.fpn,
+    seed: deriveSeed(config.seed, "model"),
+  });
+}
+
+/** The trainer of a run of `config` for `model`. */
+export function runTrainer(config: ResolvedConfig, model: Model): Trainer {
+  return createTrainer(model, {
+    optimizer: config.train.optimizer,
+    clipGradNorm: config.train.clipGradNorm,
+    seed: deriveSeed(config.seed, "trainer"),
+  });
+}
+
 /** Where the Fashion-MNIST IDX files of the Debian package live. */
 export const FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist";
 
@@ -467,19 +487,9 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
       await writeAtomic(inferencePath(paths), JSON.stringify(meta, null, 2) + "\n");
     }
 
-    const model = createModel({
-      numClasses,
-      inputChannels: config.data.channels,
-      dropoutRate: config.model.dropoutRate,
-      fpn: config.model.fpn,
-      seed: deriveSeed(config.seed, "model"),
-    });
+    const model = runModel(config, numClasses);
     disposables.push(model);
-    const trainer: Trainer = createTrainer(model, {
-      optimizer: config.train.optimizer,
-      clipGradNorm: config.train.clipGradNorm,
-      seed: deriveSeed(config.seed, "trainer"),
-    });
+    const trainer: Trainer = runTrainer(config, model);
 
     const rng: Rng = createRng(deriveSeed(config.seed, "sampler"));
     const stateful: Stateful[] =
