@@ -2,6 +2,7 @@
 //! clipping ([`clip`]) and the two-call / one-call step with savable state ([`trainer`]).
 
 pub mod clip;
+pub mod fused;
 pub mod loss;
 pub mod optim;
 pub mod trainer;

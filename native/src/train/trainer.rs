@@ -3,7 +3,7 @@
 //! backward with that gradient, clips, steps and zeroes the gradients), plus the one-call
 //! `train_step` with the native loss and state save/load.
 
-use super::clip::{clip_grad_norm, zero_grad};
+use super::clip::zero_grad;
 use super::loss::LossConfig;
 use super::optim::{Optimizer, OptimizerConfig};
 use crate::checkpoint;
@@ -189,9 +189,7 @@ impl Trainer {
     }
 
     fn clip_and_step(&mut self) -> Result<f64> {
-        let norm = clip_grad_norm(&self.params, self.clip)?;
-        self.optimizer.step(&self.params)?;
-        Ok(norm)
+        self.optimizer.step_clipped(&self.params, self.clip)
     }
 
     /// One call: train-mode forward, native loss (mean over the batch), backward, clip, step.

@@ -1,0 +1,52 @@
+//! Splits one native train step into forward / loss+backward / clip / optimizer and prints
+//! milliseconds per part (median of N steps). `cargo run --release --example profile_step -- PX BATCH [STEPS]`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use hybridnet::model::{HybridNet, HybridNetConfig};
+use hybridnet::train::{LossConfig, OptimizerConfig};
+use std::time::Instant;
+use tch::Tensor;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let px: i64 = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(32);
+    let batch: i64 = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(32);
+    let steps: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(10);
+    hybridnet::runtime::init();
+    tch::manual_seed(0);
+    let model = HybridNet::new(&HybridNetConfig { num_classes: 8, ..Default::default() }).unwrap();
+    let params: Vec<(String, Tensor)> = model.named_parameters().iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let mut opt = hybridnet::train::Optimizer::new(OptimizerConfig::adam(1e-4)).unwrap();
+    opt.set_fused(std::env::var("HN_PROFILE_UNFUSED").is_err());
+    let loss = LossConfig::from_json(br#"{"kind":"focal","gamma":1.0}"#).unwrap();
+    let x = Tensor::randn([batch, 3, px, px], (tch::Kind::Float, tch::Device::Cpu));
+    let y: Vec<i32> = (0..batch as i32).map(|i| i % 8).collect();
+    let mut rows: Vec<[f64; 5]> = Vec::new();
+    for _ in 0..steps + 2 {
+        let t0 = Instant::now();
+        let logits = model.forward_t(&x, true).unwrap();
+        let t1 = Instant::now();
+        let l = loss.compute(&logits, &y).unwrap();
+        l.backward();
+        let t2 = Instant::now();
+        let t3 = Instant::now();
+        let _norm = opt.step_clipped(&params, None).unwrap();
+        let t4 = Instant::now();
+        hybridnet::train::clip::zero_grad(&params).unwrap();
+        let t5 = Instant::now();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        rows.push([ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4), ms(t4, t5)]);
+    }
+    rows.drain(..2);
+    let med = |i: usize| {
+        let mut v: Vec<f64> = rows.iter().map(|r| r[i]).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let total: f64 = (0..5).map(med).sum();
+    println!(
+        "px {px} batch {batch} threads {}: forward {:.1} ms, loss+backward {:.1}, (none) {:.1}, norm+adam {:.1}, zero {:.1}; total {:.1} ms = {:.1} img/s",
+        tch::get_num_threads(),
+        med(0), med(1), med(2), med(3), med(4), total, batch as f64 / total * 1e3
+    );
+}
