@@ -34,6 +34,17 @@ export async function readSafetensors(path: string): Promise<Map<string, Float32
   return out;
 }
 
+/** ‖a − b‖₂ / ‖b‖₂ (the error measure for gradients). */
+export function relL2(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
 /** max |a-b| / max |b|: the relative error the parity thresholds are stated in. */
 export function relErr(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) return Infinity;

@@ -99,3 +99,95 @@ fn get_groups_is_used_per_layer() {
     assert_eq!(get_groups(C_INITIAL), 8);
     assert_eq!(get_groups(256), 32);
 }
+
+/// Forward output and the gradients of input, kernel and bias of `f`, for a fixed upstream
+/// gradient.
+fn conv_grads(f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor, x: &Tensor, w: &Tensor, b: &Tensor) -> Vec<Tensor> {
+    let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
+    let (x, w, b) = (leaf(x), leaf(w), leaf(b));
+    let y = f(&x, &w, &b);
+    tch::manual_seed(99);
+    let upstream = Tensor::randn(y.size(), tch::kind::FLOAT_CPU);
+    (&y * &upstream).sum(Kind::Float).backward();
+    vec![y.detach(), x.grad(), w.grad(), b.grad()]
+}
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-12)
+}
+
+#[test]
+fn conv_rewrites_equal_conv2d_in_value_and_gradient() {
+    use super::layers::{Conv2d, ConvPlan};
+    crate::runtime::init();
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    // (c_in, c_out, k, stride, padding, h, plan expected)
+    let cases = [
+        (64, 48, 3, 1, 1, 1, ConvPlan::Window),
+        (32, 40, 3, 2, 1, 2, ConvPlan::Window),
+        (2, 1, 7, 1, 3, 1, ConvPlan::Window),
+        (24, 16, 1, 1, 0, 1, ConvPlan::Window),
+        (32, 24, 3, 1, 1, 2, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (16, 24, 3, 2, 1, 4, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (512, 8, 3, 1, 1, 4, ConvPlan::Unfold { ho: 4, wo: 4 }),
+        (2, 1, 7, 1, 3, 2, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (32, 24, 3, 1, 1, 8, ConvPlan::Direct),
+        (128, 24, 3, 1, 1, 4, ConvPlan::Direct),
+    ];
+    for (i, &(c_in, c_out, k, stride, padding, h, plan)) in cases.iter().enumerate() {
+        assert_eq!(ConvPlan::choose(c_in, h, h, k, stride, padding), plan, "case {i}");
+        tch::manual_seed(i as i64);
+        let conv = Conv2d::new(&(vs.root() / format!("c{i}")), c_in, c_out, k, stride, padding, true).unwrap();
+        let x = Tensor::randn([3, c_in, h, h], tch::kind::FLOAT_CPU);
+        let b = Tensor::randn([c_out], tch::kind::FLOAT_CPU);
+        let ours = conv_grads(
+            |x, w, b| {
+                conv.with_params(w.shallow_clone(), Some(b.shallow_clone())).forward(x).unwrap()
+            },
+            &x,
+            &conv.weight,
+            &b,
+        );
+        let reference = conv_grads(|x, w, b| x.conv2d(w, Some(b), [stride], [padding], [1], 1), &x, &conv.weight, &b);
+        for (what, (a, r)) in ["output", "d input", "d kernel", "d bias"].iter().zip(ours.iter().zip(&reference)) {
+            assert_eq!(a.size(), r.size(), "case {i} {what}");
+            let d = max_rel_diff(a, r);
+            assert!(d < 1e-5, "case {i} ({plan:?}) {what}: {d}");
+        }
+    }
+}
+
+#[test]
+fn folded_stem_equals_groupnorm_then_conv() {
+    crate::runtime::init();
+    tch::manual_seed(5);
+    let m = model(&HybridNetConfig::default());
+    let x = Tensor::randn([4, 3, 32, 32], tch::kind::FLOAT_CPU) * 3.0 + 1.0;
+    let params = m.named_parameters();
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+    let (mut gamma, mut beta, kernel) = (get("conv1.0.weight"), get("conv1.0.bias"), get("conv1.1.weight"));
+    tch::no_grad(|| {
+        gamma.copy_(&(Tensor::randn([3], tch::kind::FLOAT_CPU) * 0.5 + 1.0));
+        beta.copy_(&Tensor::randn([3], tch::kind::FLOAT_CPU));
+    });
+    let upstream = Tensor::randn([4, 64, 16, 16], tch::kind::FLOAT_CPU);
+    let run = |folded: bool| {
+        let y = if folded {
+            m.conv1.input_conv(&x).unwrap()
+        } else {
+            x.group_norm(1, Some(&gamma), Some(&beta), 1e-5, false).conv2d(&kernel, None::<Tensor>, [2], [3], [1], 1)
+        };
+        for t in [&gamma, &beta, &kernel] {
+            let _ = t.grad().zero_();
+        }
+        (&y * &upstream).sum(Kind::Float).backward();
+        vec![y.detach(), gamma.grad().copy(), beta.grad().copy(), kernel.grad().copy()]
+    };
+    // A first pass creates the gradient tensors that `run` zeroes.
+    (m.conv1.input_conv(&x).unwrap().sum(Kind::Float)).backward();
+    let (ours, reference) = (run(true), run(false));
+    for (what, (a, r)) in ["output", "d gamma", "d beta", "d kernel"].iter().zip(ours.iter().zip(&reference)) {
+        let d = max_rel_diff(a, r);
+        assert!(d < 1e-5, "{what}: {d}");
+    }
+}
