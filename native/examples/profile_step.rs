@@ -21,6 +21,20 @@ fn main() {
     let loss = LossConfig::from_json(br#"{"kind":"focal","gamma":1.0}"#).unwrap();
     let x = Tensor::randn([batch, 3, px, px], (tch::Kind::Float, tch::Device::Cpu));
     let y: Vec<i32> = (0..batch as i32).map(|i| i % 8).collect();
+    if std::env::var("HN_PROFILE_INFER").is_ok() {
+        let mut ms: Vec<f64> = (0..steps + 2)
+            .map(|_| {
+                let t0 = Instant::now();
+                let _ = model.forward_t(&x, false).unwrap();
+                (Instant::now() - t0).as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.drain(..2);
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let med = ms[ms.len() / 2];
+        println!("px {px} batch {batch} infer: {med:.1} ms = {:.1} img/s", batch as f64 / med * 1e3);
+        return;
+    }
     let mut rows: Vec<[f64; 5]> = Vec::new();
     for _ in 0..steps + 2 {
         let t0 = Instant::now();

@@ -182,7 +182,9 @@ impl HybridNet {
         }
         if self.cfg.fpn == FpnMode::Seed {
             if let [_, c2, c3] = stages.as_slice() {
-                // The seed computes these maps and never uses them.
+                // The seed computes these maps and never uses them. Nothing differentiates
+                // through them, so no graph is kept (same values, less memory).
+                let _guard = tch::no_grad_guard();
                 let _maps = self.fpn.forward(&c1, c2, c3)?;
             }
         }
