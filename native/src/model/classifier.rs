@@ -57,9 +57,9 @@ impl Classifier {
 
     /// `[N, c_in]` → `[N, num_classes]` logits.
     pub fn forward(&self, x: &Tensor, dropout: &Dropout) -> Result<Tensor> {
-        let x = self.gn1.forward(&self.fc1.forward(x)?)?.f_relu()?;
+        let x = self.gn1.forward(&self.fc1.forward(x)?)?.f_relu_()?;
         let x = dropout.apply(&x, 0)?;
-        let x = self.gn2.forward(&self.fc2.forward(&x)?)?.f_relu()?;
+        let x = self.gn2.forward(&self.fc2.forward(&x)?)?.f_relu_()?;
         let x = dropout.apply(&x, 1)?;
         self.fc3.forward(&x)
     }

@@ -37,12 +37,12 @@ impl ResidualBlock {
 
     /// `[N, c_in, H, W]` → `[N, c_out, ceil(H/stride), ceil(W/stride)]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self.gn1.forward(&self.conv1.forward(x)?)?.f_relu()?;
+        let out = self.gn1.forward(&self.conv1.forward(x)?)?.f_relu_()?;
         let out = self.gn2.forward(&self.conv2.forward(&out)?)?;
         let identity = match &self.shortcut {
             Some((conv, gn)) => gn.forward(&conv.forward(x)?)?,
             None => x.shallow_clone(),
         };
-        Ok(out.f_add(&identity)?.f_relu()?)
+        Ok(out.f_add(&identity)?.f_relu_()?)
     }
 }

@@ -27,7 +27,7 @@ impl Stem {
     /// `[N, c_in, H, W]` → `[N, c_out, H/4, W/4]` (rounded as PyTorch does).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.input_conv(x)?;
-        let x = self.gn.forward(&x)?.f_relu()?;
+        let x = self.gn.forward(&x)?.f_relu_()?;
         if !x.requires_grad() && x.device() == Device::Cpu && conv_rewrites_enabled() {
             // Without a graph, pool in channels-last order, where the CPU kernel vectorises
             // across channels: 12.4 ms → 4.1 ms for [128, 64, 16, 16] on 2 cores, layout

@@ -106,8 +106,8 @@ fn conv_grads(f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor, x: &Tensor, w: &T
     let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
     let (x, w, b) = (leaf(x), leaf(w), leaf(b));
     let y = f(&x, &w, &b);
-    tch::manual_seed(99);
-    let upstream = Tensor::randn(y.size(), tch::kind::FLOAT_CPU);
+    // Deterministic without the global RNG, which tests running in parallel share.
+    let upstream = (Tensor::arange(y.numel() as i64, tch::kind::FLOAT_CPU) * 0.7).sin().view(y.size().as_slice());
     (&y * &upstream).sum(Kind::Float).backward();
     vec![y.detach(), x.grad(), w.grad(), b.grad()]
 }
@@ -127,10 +127,12 @@ fn conv_rewrites_equal_conv2d_in_value_and_gradient() {
         (32, 40, 3, 2, 1, 2, ConvPlan::Window),
         (2, 1, 7, 1, 3, 1, ConvPlan::Window),
         (24, 16, 1, 1, 0, 1, ConvPlan::Window),
-        (32, 24, 3, 1, 1, 2, ConvPlan::Unfold { ho: 2, wo: 2 }),
-        (16, 24, 3, 2, 1, 4, ConvPlan::Unfold { ho: 2, wo: 2 }),
-        (512, 8, 3, 1, 1, 4, ConvPlan::Unfold { ho: 4, wo: 4 }),
-        (2, 1, 7, 1, 3, 2, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (64, 24, 3, 1, 1, 2, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (96, 24, 3, 2, 1, 4, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (32, 24, 3, 1, 1, 2, ConvPlan::Direct),
+        (64, 8, 3, 2, 1, 3, ConvPlan::Unfold { ho: 2, wo: 2 }),
+        (512, 8, 3, 1, 1, 4, ConvPlan::Direct),
+        (2, 1, 7, 1, 3, 2, ConvPlan::Direct),
         (32, 24, 3, 1, 1, 8, ConvPlan::Direct),
         (128, 24, 3, 1, 1, 4, ConvPlan::Direct),
     ];

@@ -466,20 +466,25 @@ mod tests {
         }
     }
 
-    /// Parameters of awkward sizes (tails shorter than a vector, several work chunks) with a
-    /// fresh deterministic gradient each step.
-    fn fuzz_params(seed: i64) -> Vec<(String, Tensor)> {
-        tch::manual_seed(seed);
+    /// Deterministic values without the global RNG (tests run in parallel and share it).
+    fn wave(n: i64, freq: f64, phase: f64) -> Tensor {
+        (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * freq + phase).sin()
+    }
+
+    /// Parameters of awkward sizes (tails shorter than a vector, several work chunks).
+    fn fuzz_params() -> Vec<(String, Tensor)> {
         [1i64, 17, 1000, 70_003]
             .iter()
             .enumerate()
-            .map(|(i, &n)| (format!("p{i}"), Tensor::randn([n], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)))
+            .map(|(i, &n)| (format!("p{i}"), wave(n, 0.37, i as f64).set_requires_grad(true)))
             .collect()
     }
 
+    /// A different gradient each step, with magnitudes spanning several decades.
     fn set_grads(params: &[(String, Tensor)], step: i64) {
         for (i, (_, p)) in params.iter().enumerate() {
-            let w = Tensor::randn(p.size(), (Kind::Float, tch::Device::Cpu)) * (1.0 + (i as f64 + step as f64) * 0.7);
+            let n = p.numel() as i64;
+            let w = wave(n, 1.3 + step as f64, i as f64) * wave(n, 0.011, 0.5).exp() * (1.0 + (i as f64 + step as f64) * 0.7);
             (p.shallow_clone() * w).sum(Kind::Float).backward();
         }
     }
@@ -493,14 +498,12 @@ mod tests {
             (OptimizerKind::Adamw, 0.1, Some(1e6)),
         ] {
             let cfg = OptimizerConfig { kind, weight_decay: wd, ..OptimizerConfig::adam(0.01) };
-            let (a, b) = (fuzz_params(3), fuzz_params(3));
+            let (a, b) = (fuzz_params(), fuzz_params());
             let mut fused = Optimizer::new(cfg.clone()).unwrap();
             let mut plain = Optimizer::new(cfg).unwrap();
             plain.set_fused(false);
             for step in 0..4 {
-                tch::manual_seed(100 + step);
                 set_grads(&a, step);
-                tch::manual_seed(100 + step);
                 set_grads(&b, step);
                 let na = fused.step_clipped(&a, clip).unwrap();
                 let nb = plain.step_clipped(&b, clip).unwrap();
@@ -508,10 +511,15 @@ mod tests {
                 super::super::clip::zero_grad(&a).unwrap();
                 super::super::clip::zero_grad(&b).unwrap();
             }
-            for ((name, pa), (_, pb)) in a.iter().zip(&b) {
-                let diff = (pa - pb).abs().max().double_value(&[]);
-                let scale = pb.abs().max().double_value(&[]);
-                assert!(diff <= 1e-6 * scale.max(1.0), "{kind:?} {name}: max diff {diff}");
+            // The total updates agree to float rounding. (Per element, an update whose clipped,
+            // decayed gradient nearly cancels is ill-conditioned under Adam: rounding-level
+            // differences in the clip factor move it by up to ~0.1% of lr.)
+            for (((name, pa), (_, pb)), (_, p0)) in a.iter().zip(&b).zip(&fuzz_params()) {
+                let (ua, ub) = (pa - p0, pb - p0);
+                let rel = (&ua - &ub).norm().double_value(&[]) / ub.norm().double_value(&[]).max(1e-12);
+                assert!(rel <= 1e-5, "{kind:?} {name}: relative L2 difference of the updates {rel}");
+                let worst = (&ua - &ub).abs().max().double_value(&[]);
+                assert!(worst <= 0.01 * 0.01, "{kind:?} {name}: an element differs by {worst}");
             }
             assert_eq!((fused.step_count(), fused.fused_step_count()), (4, 4));
             assert_eq!((plain.step_count(), plain.fused_step_count()), (4, 0));
