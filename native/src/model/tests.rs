@@ -142,14 +142,8 @@ fn conv_rewrites_equal_conv2d_in_value_and_gradient() {
         let conv = Conv2d::new(&(vs.root() / format!("c{i}")), c_in, c_out, k, stride, padding, true).unwrap();
         let x = Tensor::randn([3, c_in, h, h], tch::kind::FLOAT_CPU);
         let b = Tensor::randn([c_out], tch::kind::FLOAT_CPU);
-        let ours = conv_grads(
-            |x, w, b| {
-                conv.with_params(w.shallow_clone(), Some(b.shallow_clone())).forward(x).unwrap()
-            },
-            &x,
-            &conv.weight,
-            &b,
-        );
+        let ours =
+            conv_grads(|x, w, b| conv.with_params(w.shallow_clone(), Some(b.shallow_clone())).forward(x).unwrap(), &x, &conv.weight, &b);
         let reference = conv_grads(|x, w, b| x.conv2d(w, Some(b), [stride], [padding], [1], 1), &x, &conv.weight, &b);
         for (what, (a, r)) in ["output", "d input", "d kernel", "d bias"].iter().zip(ours.iter().zip(&reference)) {
             assert_eq!(a.size(), r.size(), "case {i} {what}");

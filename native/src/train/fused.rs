@@ -215,9 +215,8 @@ fn pool() -> Option<Arc<rayon::ThreadPool>> {
             return Some(p.clone());
         }
     }
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new().num_threads(threads as usize).thread_name(|i| format!("hn-optim-{i}")).build().ok()?,
-    );
+    let pool =
+        Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads as usize).thread_name(|i| format!("hn-optim-{i}")).build().ok()?);
     *guard = Some((threads, pool.clone()));
     Some(pool)
 }
