@@ -49,7 +49,7 @@ impl Conv2d {
         let size = x.size();
         let plan = match size.as_slice() {
             [_, c, h, w] if x.device() == Device::Cpu && conv_rewrites_enabled() => {
-                ConvPlan::choose(*c, *h, *w, self.weight.size()[2], self.stride, self.padding)
+                ConvPlan::choose(*c, *h, *w, weight.size()[2], self.stride, self.padding)
             }
             _ => ConvPlan::Direct,
         };

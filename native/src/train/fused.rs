@@ -79,13 +79,17 @@ impl Slot {
 /// Elements per work item: big enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
 
+/// The work items over buffers of lengths `lens`: (buffer index, first element).
+fn work_items(lens: impl Iterator<Item = usize>) -> Vec<(usize, usize)> {
+    lens.enumerate().flat_map(|(i, len)| (0..len).step_by(CHUNK).map(move |start| (i, start))).collect()
+}
+
 /// Updates every slot, scaling each gradient by `grad_scale` first (clipping); returns the sum
 /// of squares of the unscaled gradients (f64). `None` (nothing touched) when no worker pool
 /// could be made.
 pub fn adam_pass(slots: &[Slot], grad_scale: f32) -> Option<f64> {
     let pool = pool()?;
-    let items: Vec<(usize, usize)> =
-        slots.iter().enumerate().flat_map(|(i, s)| (0..s.len).step_by(CHUNK).map(move |start| (i, start))).collect();
+    let items = work_items(slots.iter().map(|s| s.len));
     Some(pool.install(|| {
         items
             .par_iter()
@@ -115,8 +119,7 @@ pub fn grad_sumsq(grads: &[&Tensor]) -> Option<f64> {
         return None;
     }
     let pool = pool()?;
-    let items: Vec<(usize, usize)> =
-        grads.iter().enumerate().flat_map(|(i, g)| (0..g.numel()).step_by(CHUNK).map(move |start| (i, start))).collect();
+    let items = work_items(grads.iter().map(|g| g.numel()));
     let ptrs: Vec<(usize, usize)> = grads.iter().map(|g| (g.data_ptr() as usize, g.numel())).collect();
     Some(pool.install(|| {
         items
