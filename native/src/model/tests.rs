@@ -187,3 +187,43 @@ fn folded_stem_equals_groupnorm_then_conv() {
         assert!(d < 1e-5, "{what}: {d}");
     }
 }
+
+#[test]
+fn transition_pools_before_its_conv_with_the_same_result() {
+    crate::runtime::init();
+    tch::manual_seed(6);
+    let m = model(&HybridNetConfig::default());
+    let params = m.named_parameters();
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+    let (gamma, beta, kernel, bias) = (get("trans1.0.weight"), get("trans1.0.bias"), get("trans1.1.weight"), get("trans1.1.bias"));
+    tch::no_grad(|| {
+        bias.shallow_clone().copy_(&Tensor::randn([128], tch::kind::FLOAT_CPU));
+    });
+    // An odd size checks that the pooling's floor drops the same row and column.
+    for h in [8, 7] {
+        let x = Tensor::randn([3, 256, h, h], tch::kind::FLOAT_CPU);
+        let upstream = (Tensor::arange(3 * 128 * (h / 2) * (h / 2), tch::kind::FLOAT_CPU) * 0.3).sin().view([3, 128, h / 2, h / 2]);
+        let run = |ours: bool| {
+            let xl = x.detach().copy().set_requires_grad(true);
+            let y = if ours {
+                m.trans1.forward(&xl).unwrap()
+            } else {
+                let z = xl.group_norm(get_groups(256), Some(&gamma), Some(&beta), 1e-5, false);
+                z.conv2d(&kernel, Some(&bias), [1], [0], [1], 1).avg_pool2d([2], [2], [0], false, true, None::<i64>)
+            };
+            for t in [&gamma, &beta, &kernel, &bias] {
+                let _ = t.grad().zero_();
+            }
+            (&y * &upstream).sum(Kind::Float).backward();
+            vec![y.detach(), xl.grad(), gamma.grad().copy(), kernel.grad().copy(), bias.grad().copy()]
+        };
+        // A first pass creates the gradient tensors that `run` zeroes.
+        m.trans1.forward(&x).unwrap().sum(Kind::Float).backward();
+        let (ours, reference) = (run(true), run(false));
+        for (what, (a, r)) in ["output", "d input", "d gamma", "d kernel", "d bias"].iter().zip(ours.iter().zip(&reference)) {
+            assert_eq!(a.size(), r.size(), "{h}px {what}");
+            let d = max_rel_diff(a, r);
+            assert!(d < 1e-5, "{h}px {what}: {d}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! residual stages.
 
 use super::groups::get_groups;
-use super::layers::{Conv2d, GroupNorm};
+use super::layers::{conv_rewrites_enabled, Conv2d, GroupNorm};
 use crate::error::Result;
 use tch::{nn, Tensor};
 
@@ -20,8 +20,20 @@ impl Transition {
     }
 
     /// `[N, c_in, H, W]` → `[N, c_out, H/2, W/2]` (no ReLU, as in the seed).
+    ///
+    /// The seed convolves then pools. A 1x1 convolution with bias is an affine map applied to
+    /// each pixel and the 2x2 average is an affine combination of pixels, so the two commute:
+    /// pooling first is the same function on a quarter of the pixels (trans1 forward+backward
+    /// at 128 px, batch 32, 2 cores: 106 ms → 68 ms).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.conv.forward(&self.gn.forward(x)?)?;
+        let x = self.gn.forward(x)?;
+        if conv_rewrites_enabled() {
+            return self.conv.forward(&Self::pool(&x)?);
+        }
+        Self::pool(&self.conv.forward(&x)?)
+    }
+
+    fn pool(x: &Tensor) -> Result<Tensor> {
         Ok(x.f_avg_pool2d([2], [2], [0], false, true, None::<i64>)?)
     }
 }
