@@ -5,8 +5,9 @@
  *
  * Peers: PyTorch "as-is" (glibc malloc defaults, as users run it) and "tuned" (MALLOC_MMAP_MAX_=0,
  * MALLOC_TRIM_THRESHOLD_=64 GiB: the one to beat). The native library sets the equivalent itself.
- * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement) --rounds 1
- * (interleaved passes; each column reports its median).
+ * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement) --min-steps 3
+ * (timed steps per measurement at least) --rounds 1 (interleaved passes; each column reports its
+ * median). Each measurement reports img/s from its median step time.
  */
 import { createModel, createTrainer, ffiOverhead, nativeInfo } from "../ts/mod.ts";
 import { prepareLibtorch, ROOT } from "./lib/libtorch.ts";
@@ -19,6 +20,7 @@ const sizes = arg("sizes", "32,64,128").split(",").map(Number);
 const batches = arg("batches", "32,128").split(",").map(Number);
 const budget = Number(arg("budget", "3"));
 const rounds = Number(arg("rounds", "1"));
+const minSteps = Number(arg("min-steps", "3"));
 
 function median(xs: (number | null)[]): number | null {
   const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
@@ -36,17 +38,22 @@ function randomBatch(n: number, size: number, seed: number): { x: Float32Array; 
   return { x, y: Int32Array.from({ length: n }, () => Math.floor(rnd() * 8)) };
 }
 
-/** img/s of `step` after two warm-up calls, over at least 2 calls and `budget` seconds. */
+/**
+ * img/s from the median step time, after two warm-up calls, over at least `minSteps` calls and
+ * `budget` seconds (at most 50). The median of single steps, not the mean, because on a shared VM
+ * a step now and then runs far slower for reasons outside the process; bench_peer.py does the same.
+ */
 async function timeIt(batch: number, step: () => Promise<unknown>): Promise<number> {
   await step();
   await step();
-  let iters = 0;
+  const times: number[] = [];
   const t0 = performance.now();
-  while (iters < 2 || (performance.now() - t0 < budget * 1000 && iters < 50)) {
+  while (times.length < minSteps || (performance.now() - t0 < budget * 1000 && times.length < 50)) {
+    const t = performance.now();
     await step();
-    iters++;
+    times.push(performance.now() - t);
   }
-  return (iters * batch) / ((performance.now() - t0) / 1000);
+  return batch / (median(times)! / 1000);
 }
 
 async function native(
@@ -74,6 +81,7 @@ async function peer(mode: string, size: number, batch: number, tuned: boolean): 
       String(batch),
       String(threads),
       String(budget),
+      String(minSteps),
     ],
     env: tuned ? TUNED : {},
     stdout: "piped",
@@ -122,7 +130,7 @@ const stepUs = (32 / small) * 1e6;
 const lines = [
   `# Model benchmark: native vs PyTorch eager (${new Date().toISOString().slice(0, 16)})`,
   "",
-  `torch ${torch.version} (same libtorch for both), ${threads} threads, ${Deno.build.arch}, ${budget}s per cell, median of ${rounds} interleaved round(s). img/s; ratios are native ÷ PyTorch measured in this run.`,
+  `torch ${torch.version} (same libtorch for both), ${threads} threads, ${Deno.build.arch}, ${budget}s and at least ${minSteps} timed steps per measurement (img/s from the median step), median of ${rounds} interleaved round(s). img/s; ratios are native ÷ PyTorch measured in this run.`,
   "",
   "| px | batch | step | native fpn=skip | native fpn=seed | PyTorch tuned | PyTorch as-is | skip ÷ tuned | seed ÷ tuned | skip ÷ as-is |",
   "|---|---|---|---|---|---|---|---|---|---|",

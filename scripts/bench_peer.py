@@ -1,8 +1,10 @@
 """PyTorch peer for `deno task bench:model`: the seed's own HybridNet in eager mode.
 
-`bench_peer.py MODE SIZE BATCH THREADS BUDGET_S` prints one JSON line
-{"img_s": ..., "iters": ..., "first_s": ...}. MODE is train (zero_grad, forward, focal loss
-gamma 1, backward, Adam lr 1e-4: the seed's step) or infer (eval, no_grad). The driver runs it
+`bench_peer.py MODE SIZE BATCH THREADS BUDGET_S [MIN_STEPS]` prints one JSON line
+{"img_s": ..., "iters": ...}: img/s from the median step time over at least MIN_STEPS (default 3)
+timed steps and BUDGET_S seconds (at most 50 steps), after two warm-up steps, exactly as the native
+side of bench-model.ts measures. MODE is train (zero_grad, forward, focal loss gamma 1, backward,
+Adam lr 1e-4: the seed's step) or infer (eval, no_grad). The driver runs it
 with and without the tuned glibc allocator settings, so both peers come from this one script.
 """
 import json
@@ -16,6 +18,7 @@ import torch  # noqa: E402
 from seed_model import focal_loss, load_seed_module  # noqa: E402
 
 mode, size, batch, threads, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+min_steps = int(sys.argv[6]) if len(sys.argv) > 6 else 3
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 model = load_seed_module().HybridNet(num_classes=8)
@@ -36,16 +39,13 @@ def step() -> None:
             model(x)
 
 
-t0 = time.perf_counter()
 step()
-first = time.perf_counter() - t0
-if first < budget:
-    step()  # second warm-up: allocator and oneDNN caches settle after the first two steps
-iters, t0 = 0, time.perf_counter()
-while iters < 2 or (time.perf_counter() - t0 < budget and iters < 50):
-    if first > budget and iters >= 1:
-        break
+step()  # two warm-ups: allocator and oneDNN caches settle after the first two steps
+times: list[float] = []
+t0 = time.perf_counter()
+while len(times) < min_steps or (time.perf_counter() - t0 < budget and len(times) < 50):
+    t = time.perf_counter()
     step()
-    iters += 1
-dt = time.perf_counter() - t0
-print(json.dumps({"img_s": iters * batch / dt, "iters": iters, "first_s": first}))
+    times.append(time.perf_counter() - t)
+times.sort()
+print(json.dumps({"img_s": batch / times[(len(times) - 1) // 2], "iters": len(times)}))
