@@ -2,9 +2,12 @@
 //! concatenation of the block input and all previous layer outputs.
 
 use super::groups::get_groups;
-use super::layers::{Conv2d, GroupNorm};
+use super::layers::{conv_rewrites_enabled, to_channels_last, Conv2d, GroupNorm};
 use crate::error::Result;
-use tch::{nn, Tensor};
+use tch::{nn, Device, Tensor};
+
+/// Feature-map size (H·W) from which inference runs the block in channels-last order.
+const CHANNELS_LAST_MIN_PIXELS: i64 = 32 * 32;
 
 /// One dense layer (`layers.{i}.{0,2,3,5}`; indices 1 and 4 are the parameter-free ReLUs).
 #[derive(Debug)]
@@ -53,6 +56,21 @@ impl DenseBlock {
 
     /// `[N, c_in, H, W]` → `[N, c_in + growth * num_layers, H, W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let size = x.size();
+        let big_maps = size.len() == 4 && size[2] * size[3] >= CHANNELS_LAST_MIN_PIXELS;
+        if big_maps && !x.requires_grad() && x.device() == Device::Cpu && conv_rewrites_enabled() {
+            // Without a graph, on maps of 32x32 and more, the whole block runs in channels-last
+            // order (oneDNN's convolutions and ATen's GroupNorm both have channels-last kernels):
+            // 1.18-1.24 s → 1.06-1.09 s for [128, 64, 32, 32] on 2 cores, layout changes
+            // included. On 16x16 maps it was 20% slower, and with a graph no faster.
+            // The stem's inference output is channels-last already (no copy), and the output
+            // stays channels-last for the transition, which returns NCHW.
+            return self.concat_layers(&to_channels_last(x)?);
+        }
+        self.concat_layers(&x.f_contiguous()?)
+    }
+
+    fn concat_layers(&self, x: &Tensor) -> Result<Tensor> {
         let mut features = vec![x.shallow_clone()];
         for layer in &self.layers {
             let out = layer.forward(&Tensor::f_cat(&features, 1)?)?;

@@ -84,7 +84,7 @@ impl Conv2d {
 }
 
 /// How a CPU convolution is computed. oneDNN's kernels (what `conv2d` runs on the CPU) are
-/// slow on tiny feature maps with many channels: measured on 2 Zen 5 cores, forward+backward of
+/// slow on tiny feature maps with many channels: measured on 2 Zen 3 cores (AVX2), forward+backward of
 /// the last residual block's 512→512 3x3 conv on 1x1 maps at batch 32 took 77 ms as a
 /// convolution and 9 ms as the equivalent matrix product (289 ms vs 14 ms at batch 128); for
 /// 2x2 outputs im2col + one matmul was 1.3-2.8x faster for training and 1.0-1.5x for inference
@@ -126,6 +126,14 @@ impl ConvPlan {
 pub fn conv_rewrites_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("HN_CONV_REWRITES").map(|v| v.trim() != "0").unwrap_or(true))
+}
+
+/// The same `[N, C, H, W]` tensor with channels-last strides (what PyTorch's
+/// `memory_format=torch.channels_last` gives; tch has no memory-format API). CPU kernels that
+/// have a channels-last variant (oneDNN convolutions, GroupNorm, pooling) pick it from the
+/// strides, and their outputs keep that layout. A no-op copy when `x` already has it.
+pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
 }
 
 /// `torch.nn.GroupNorm(groups, channels)` with affine parameters.

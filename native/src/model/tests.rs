@@ -227,3 +227,31 @@ fn transition_pools_before_its_conv_with_the_same_result() {
         }
     }
 }
+
+#[test]
+fn dense_block_inference_in_channels_last_equals_the_nchw_path() {
+    crate::runtime::init();
+    tch::manual_seed(7);
+    let m = model(&HybridNetConfig::default());
+    // 32x32 maps take the channels-last path without a graph; with a graph the block runs NCHW.
+    let x = Tensor::randn([2, 64, 32, 32], tch::kind::FLOAT_CPU);
+    let fast = tch::no_grad(|| m.dense1.forward(&x)).unwrap();
+    let reference = m.dense1.forward(&x.detach().copy().set_requires_grad(true)).unwrap().detach();
+    assert_eq!(fast.size(), vec![2, 256, 32, 32]);
+    assert!(!fast.is_contiguous() && fast.stride()[1] == 1, "channels-last strides {:?}", fast.stride());
+    let d = max_rel_diff(&fast, &reference);
+    assert!(d < 1e-5, "channels-last vs NCHW: {d}");
+    // The transition takes the channels-last map and hands NCHW to the residual blocks.
+    let pooled = tch::no_grad(|| m.trans1.forward(&fast)).unwrap();
+    assert!(pooled.is_contiguous());
+    let d = max_rel_diff(&pooled, &tch::no_grad(|| m.trans1.forward(&reference.contiguous())).unwrap());
+    assert!(d < 1e-5, "transition on channels-last vs NCHW: {d}");
+    // At 128 px the stem, the block and the transition all switch layout in inference; the
+    // logits still match the NCHW path that training uses.
+    let img = Tensor::randn([2, 3, 128, 128], tch::kind::FLOAT_CPU);
+    let eval = m.forward_t(&img, false).unwrap();
+    let features = m.features(&img.detach().copy().set_requires_grad(true)).unwrap();
+    let graph = m.classify(&features, &Dropout::Off).unwrap().detach();
+    let d = max_rel_diff(&eval, &graph);
+    assert!(d < 1e-5, "eval logits, layout-switching vs NCHW path: {d}");
+}
