@@ -26,13 +26,13 @@ impl Transition {
     /// pooling first is the same function on a quarter of the pixels (trans1 forward+backward
     /// at 128 px, batch 32, 2 cores: 106 ms → 68 ms).
     ///
-    /// A channels-last input (the dense block's, in inference at 32x32 and more) is processed in
-    /// that layout, and only the 4x smaller output is made NCHW: transposing the block's output
+    /// A channels-last input (the dense block's, in inference on maps of 32x32 and more) is
+    /// processed in that layout and the output keeps it: transposing the block's output to NCHW
     /// first cost more than the layer itself (171-218 ms → 61-78 ms at 128 px, batch 128).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.gn.forward(x)?;
         if conv_rewrites_enabled() {
-            return Ok(self.conv.forward(&Self::pool(&x)?)?.f_contiguous()?);
+            return self.conv.forward(&Self::pool(&x)?);
         }
         Self::pool(&self.conv.forward(&x)?)
     }
