@@ -173,7 +173,7 @@ impl HybridNet {
         let n = x.size().first().copied().unwrap_or(0);
         let x = self.conv1.forward(x)?;
         let x = self.dense1.forward(&x)?;
-        let c1 = self.inference_layout(self.trans1.forward(&x)?)?;
+        let c1 = stage_layout(self.trans1.forward(&x)?)?;
         let mut stages = Vec::with_capacity(self.res_blocks.len());
         let mut x = c1.shallow_clone();
         for block in &self.res_blocks {
@@ -190,19 +190,6 @@ impl HybridNet {
         }
         let x = self.attention.forward(&x)?;
         Ok(x.f_adaptive_avg_pool2d([1, 1])?.f_view([n, -1])?)
-    }
-
-    /// The layout the residual stages run in. Without a graph on the CPU, maps of 8x8 and more
-    /// go channels-last: the three residual blocks and the attention took 419-472 ms instead of
-    /// 551-593 ms on `[128, 128, 16, 16]` (2 cores) and 120-122 instead of 157-169 ms on
-    /// `[128, 128, 8, 8]`. Everything else (training, tiny maps) runs NCHW.
-    fn inference_layout(&self, c1: Tensor) -> Result<Tensor> {
-        let size = c1.size();
-        let big_maps = size.len() == 4 && size[2] * size[3] >= 8 * 8;
-        if big_maps && !c1.requires_grad() && c1.device() == Device::Cpu && layers::conv_rewrites_enabled() {
-            return layers::to_channels_last(&c1);
-        }
-        Ok(c1.f_contiguous()?)
     }
 
     /// The classifier head: pooled features `[N, F]` → logits `[N, num_classes]`.
@@ -230,6 +217,22 @@ impl HybridNet {
             self.forward_with(x, &Dropout::Off)
         }
     }
+}
+
+/// Map size (H·W) from which the residual stages run channels-last in inference.
+const CHANNELS_LAST_MIN_STAGE_PIXELS: i64 = 8 * 8;
+
+/// The layout the residual stages run in. Without a graph on the CPU, maps of 8x8 and more go
+/// channels-last: the three residual blocks and the attention took 419-472 ms instead of
+/// 551-593 ms on `[128, 128, 16, 16]` (2 cores) and 120-122 instead of 157-169 ms on
+/// `[128, 128, 8, 8]`. Everything else (training, tiny maps) runs NCHW.
+fn stage_layout(c1: Tensor) -> Result<Tensor> {
+    let size = c1.size();
+    let big_maps = size.len() == 4 && size[2] * size[3] >= CHANNELS_LAST_MIN_STAGE_PIXELS;
+    if big_maps && !c1.requires_grad() && c1.device() == Device::Cpu && layers::conv_rewrites_enabled() {
+        return layers::to_channels_last(&c1);
+    }
+    Ok(c1.f_contiguous()?)
 }
 
 /// A model shared by its FFI handle and the trainers made from it; the mutex makes sure no
