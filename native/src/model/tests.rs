@@ -189,6 +189,46 @@ fn folded_stem_equals_groupnorm_then_conv() {
 }
 
 #[test]
+fn stem_pools_before_its_relu_with_the_same_result() {
+    crate::runtime::init();
+    tch::manual_seed(7);
+    let m = model(&HybridNetConfig::default());
+    let params = m.named_parameters();
+    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+    let (gamma, beta) = (get("conv1.2.weight"), get("conv1.2.bias"));
+    // A shift of about one standard deviation makes a good share of windows all-negative.
+    tch::no_grad(|| {
+        gamma.shallow_clone().copy_(&(Tensor::randn([64], tch::kind::FLOAT_CPU) * 0.5 + 1.0));
+        beta.shallow_clone().copy_(&(Tensor::randn([64], tch::kind::FLOAT_CPU) - 0.5));
+    });
+    let x = Tensor::randn([3, 3, 40, 40], tch::kind::FLOAT_CPU);
+    let upstream = Tensor::randn([3, 64, 10, 10], tch::kind::FLOAT_CPU);
+    let seed_order = |x: &Tensor| {
+        let y = m.conv1.input_conv(x).unwrap().group_norm(get_groups(64), Some(&gamma), Some(&beta), 1e-5, false);
+        y.relu().max_pool2d([3], [2], [1], [1], false)
+    };
+    let run = |ours: bool| {
+        let y = if ours { m.conv1.forward(&x).unwrap() } else { seed_order(&x) };
+        for t in [&gamma, &beta] {
+            let _ = t.grad().zero_();
+        }
+        (&y * &upstream).sum(Kind::Float).backward();
+        vec![y.detach(), gamma.grad().copy(), beta.grad().copy()]
+    };
+    m.conv1.forward(&x).unwrap().sum(Kind::Float).backward();
+    let (ours, reference) = (run(true), run(false));
+    let zeros = ours[0].eq(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+    assert!(zeros > 0.1, "the test needs windows whose maximum is negative ({zeros})");
+    for (what, (a, r)) in ["output", "d gamma", "d beta"].iter().zip(ours.iter().zip(&reference)) {
+        let d = max_rel_diff(a, r);
+        assert!(d < 1e-6, "{what}: {d}");
+    }
+    let _g = tch::no_grad_guard();
+    let d = max_rel_diff(&m.conv1.forward(&x).unwrap(), &seed_order(&x));
+    assert!(d < 1e-6, "eval output: {d}");
+}
+
+#[test]
 fn transition_pools_before_its_conv_with_the_same_result() {
     crate::runtime::init();
     tch::manual_seed(6);
