@@ -1,5 +1,6 @@
 //! Build script: makes the library and test binaries find libtorch at run time (rpath to
-//! `$LIBTORCH/lib`) and records the torch version for `hn_info_json`.
+//! `$LIBTORCH/lib`), records the torch version for `hn_info_json`, and compiles the C++ fused
+//! kernels in `csrc/` against libtorch's headers (the ones tch's own C++ layer is built with).
 
 use std::env;
 use std::path::Path;
@@ -20,6 +21,7 @@ fn main() {
             version = version_from_header(Path::new(&libtorch));
         }
     }
+    compile_fused_kernels();
     let version = version.unwrap_or_else(|| "unknown".to_string());
     // "2.11.0+cpu" -> "2.11.0": the info JSON reports the release, not the build flavour.
     let release = version.split('+').next().unwrap_or(&version).trim().to_string();
@@ -40,4 +42,34 @@ fn version_from_header(libtorch: &Path) -> Option<String> {
         }
     }
     None
+}
+
+/// Builds `csrc/gn_relu.cpp` into a static library linked into this crate. The include
+/// directories follow torch-sys: `LIBTORCH_INCLUDE` or `LIBTORCH`, plus the C++ API folder.
+fn compile_fused_kernels() {
+    let src = "csrc/gn_relu.cpp";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let root = env::var("LIBTORCH_INCLUDE").or_else(|_| env::var("LIBTORCH")).unwrap_or_else(|_| {
+        panic!("LIBTORCH (or LIBTORCH_INCLUDE) must name a libtorch folder: run `deno task build:native`, which sets it")
+    });
+    let include = Path::new(&root).join("include");
+    if !include.join("ATen/ATen.h").exists() {
+        panic!("libtorch headers not found: {} has no ATen/ATen.h", include.display());
+    }
+    // torch 2.x wheels are built with the C++11 ABI, like torch-sys' default.
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    cc::Build::new()
+        .cpp(true)
+        .file(src)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag("-fopenmp-simd")
+        .opt_level(3)
+        .warnings(false)
+        .compile("hn_fused");
 }

@@ -1,7 +1,8 @@
 /**
  * `deno task build:native`: finds or installs libtorch, builds native/ in release mode, and
  * writes native/target/release/build-info.json. With `--if-stale` it does nothing when the
- * library is newer than every native source (every task that needs the library runs it so).
+ * library was built from the current native sources, Rust and C++ (every task that needs the
+ * library runs it so).
  */
 import { prepareLibtorch, ROOT, run } from "./lib/libtorch.ts";
 
@@ -20,7 +21,7 @@ async function sourceHash(): Promise<string> {
     for (const e of Deno.readDirSync(dir)) {
       const p = `${dir}/${e.name}`;
       if (e.isDirectory && e.name !== "target" && !e.name.startsWith(".")) walk(p);
-      else if (e.isFile && /\.(rs|toml|lock)$/.test(e.name)) files.push(p);
+      else if (e.isFile && /\.(rs|toml|lock|cpp|h)$/.test(e.name)) files.push(p);
     }
   };
   walk(NATIVE);

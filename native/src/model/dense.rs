@@ -30,8 +30,8 @@ impl DenseLayer {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.conv1.forward(&self.gn1.forward(x)?.f_relu_()?)?;
-        self.conv2.forward(&self.gn2.forward(&x)?.f_relu_()?)
+        let x = self.conv1.forward(&self.gn1.forward_relu(x)?)?;
+        self.conv2.forward(&self.gn2.forward_relu(&x)?)
     }
 }
 

@@ -3,6 +3,7 @@
 //! weight 1 / bias 0, Linear N(0, 0.01) and zero bias. Parameter names are PyTorch's
 //! (`weight`, `bias`) so that VarStore paths equal `state_dict()` keys.
 
+use super::fused;
 use crate::error::Result;
 use tch::{nn, nn::Init, Device, Tensor};
 
@@ -157,6 +158,15 @@ impl GroupNorm {
     /// `group_norm(x)`; `x` is `[N, C, *]` (2-D input is allowed, as in PyTorch).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_group_norm(self.groups, Some(&self.weight), Some(&self.bias), GN_EPS, false)?)
+    }
+
+    /// `relu(group_norm(x))`: one fused kernel for contiguous NCHW float CPU input (see
+    /// [`super::fused`]), else the two ATen ops.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        if fused::fused_enabled() && fused::group_norm_relu_supports(x, &self.weight, &self.bias, self.groups) {
+            return fused::group_norm_relu(x, &self.weight, &self.bias, self.groups, GN_EPS);
+        }
+        Ok(self.forward(x)?.f_relu_()?)
     }
 }
 

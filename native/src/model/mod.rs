@@ -8,6 +8,7 @@ pub mod attention;
 pub mod classifier;
 pub mod dense;
 pub mod fpn;
+pub mod fused;
 pub mod groups;
 pub mod layers;
 pub mod residual;

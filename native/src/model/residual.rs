@@ -37,7 +37,7 @@ impl ResidualBlock {
 
     /// `[N, c_in, H, W]` → `[N, c_out, ceil(H/stride), ceil(W/stride)]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = self.gn1.forward(&self.conv1.forward(x)?)?.f_relu_()?;
+        let out = self.gn1.forward_relu(&self.conv1.forward(x)?)?;
         let out = self.gn2.forward(&self.conv2.forward(&out)?)?;
         let identity = match &self.shortcut {
             Some((conv, gn)) => gn.forward(&conv.forward(x)?)?,

@@ -1,0 +1,126 @@
+//! Fused CPU kernels written in C++ (`csrc/`, compiled by `build.rs` against libtorch's
+//! headers) where ATen's separate ops cost extra passes over memory. Each is one autograd node,
+//! so gradients flow through it like through the ops it replaces.
+
+use crate::error::{Error, Result};
+use std::ffi::{c_char, c_void, CStr};
+use tch::{Device, Kind, Tensor};
+
+extern "C" {
+    fn hn_fused_group_norm_relu(x: *const c_void, weight: *const c_void, bias: *const c_void, groups: i64, eps: f64, out: *mut *mut c_void)
+        -> *mut c_char;
+    fn hn_fused_free_message(msg: *mut c_char);
+}
+
+/// Whether the fused kernels are used (`HN_FUSED=0` turns them off, for comparisons).
+pub fn fused_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("HN_FUSED").map(|v| v.trim() != "0").unwrap_or(true))
+}
+
+/// Whether [`group_norm_relu`] takes `x`: a contiguous 4-D float CPU tensor whose channels
+/// split evenly into `groups`, with `[C]` float parameters.
+pub fn group_norm_relu_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64) -> bool {
+    let size = x.size();
+    let c = size.get(1).copied().unwrap_or(0);
+    let param_ok = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.size() == [c];
+    size.len() == 4
+        && groups > 0
+        && c % groups == 0
+        && x.numel() > 0
+        && x.device() == Device::Cpu
+        && x.kind() == Kind::Float
+        && x.is_contiguous()
+        && param_ok(weight)
+        && param_ok(bias)
+}
+
+/// `relu(group_norm(x, groups, weight, bias, eps))` in one pass over each (sample, group) slice
+/// (and one for its backward). The caller checks [`group_norm_relu_supports`].
+pub fn group_norm_relu(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
+    if !group_norm_relu_supports(x, weight, bias, groups) {
+        return Err(Error::invalid(format!("group_norm_relu: unsupported input {:?} {:?} with {groups} groups", x.size(), x.kind())));
+    }
+    let mut out: *mut c_void = std::ptr::null_mut();
+    // SAFETY: the three pointers are live `at::Tensor*` owned by tch for the duration of the
+    // call; on success `out` receives a new heap `at::Tensor*` whose ownership passes to the
+    // returned Tensor; on failure the message is a malloc'd C string freed here.
+    unsafe {
+        let msg = hn_fused_group_norm_relu(
+            x.as_ptr() as *const c_void,
+            weight.as_ptr() as *const c_void,
+            bias.as_ptr() as *const c_void,
+            groups,
+            eps,
+            &mut out,
+        );
+        if !msg.is_null() {
+            let text = CStr::from_ptr(msg).to_string_lossy().into_owned();
+            hn_fused_free_message(msg);
+            return Err(Error::Torch(tch::TchError::Torch(format!("group_norm_relu: {text}"))));
+        }
+        if out.is_null() {
+            return Err(Error::State("group_norm_relu returned no tensor".into()));
+        }
+        Ok(Tensor::from_ptr(out as *mut _))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(a: &Tensor, b: &Tensor) -> f64 {
+        let scale = b.abs().max().double_value(&[]).max(1e-12);
+        (a - b).abs().max().double_value(&[]) / scale
+    }
+
+    /// Values and gradients (input, weight, bias) against ATen's group_norm + relu, on shapes
+    /// with odd pixel counts, one channel per group and whole-tensor groups, and inputs with a
+    /// large mean (where a one-pass variance would lose precision).
+    #[test]
+    fn matches_group_norm_then_relu() {
+        crate::runtime::init();
+        tch::manual_seed(11);
+        let cases: [([i64; 4], i64, f64); 5] =
+            [([2, 64, 8, 8], 8, 0.0), ([3, 96, 5, 7], 16, 0.0), ([2, 8, 3, 3], 8, 0.0), ([4, 32, 16, 16], 1, 0.0), ([2, 16, 9, 9], 4, 40.0)];
+        for (i, (shape, groups, offset)) in cases.into_iter().enumerate() {
+            let c = shape[1];
+            let x = (Tensor::randn(shape, tch::kind::FLOAT_CPU) * 2.0 + offset).set_requires_grad(true);
+            let w = (Tensor::randn([c], tch::kind::FLOAT_CPU) * 0.5 + 1.0).set_requires_grad(true);
+            let b = (Tensor::randn([c], tch::kind::FLOAT_CPU) * 0.5).set_requires_grad(true);
+            let up = Tensor::randn(shape, tch::kind::FLOAT_CPU);
+            let run = |fused: bool| {
+                let y = if fused {
+                    group_norm_relu(&x, &w, &b, groups, 1e-5).unwrap()
+                } else {
+                    x.group_norm(groups, Some(&w), Some(&b), 1e-5, false).relu()
+                };
+                let grads = Tensor::run_backward(&[(&y * &up).sum(Kind::Float)], &[&x, &w, &b], false, false);
+                let mut out = vec![y.detach()];
+                out.extend(grads);
+                out
+            };
+            let (ours, reference) = (run(true), run(false));
+            for (what, (a, r)) in ["output", "d x", "d weight", "d bias"].iter().zip(ours.iter().zip(&reference)) {
+                let d = rel(a, r);
+                assert!(d < 2e-5, "case {i} {shape:?}/{groups} {what}: {d}");
+            }
+            let _g = tch::no_grad_guard();
+            let d = rel(&group_norm_relu(&x, &w, &b, groups, 1e-5).unwrap(), &reference[0]);
+            assert!(d < 2e-5, "case {i} no-grad output: {d}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_support() {
+        let w = Tensor::ones([6], tch::kind::FLOAT_CPU);
+        let b = Tensor::zeros([6], tch::kind::FLOAT_CPU);
+        let x = Tensor::randn([2, 6, 4, 4], tch::kind::FLOAT_CPU);
+        assert!(group_norm_relu(&x, &w, &b, 4, 1e-5).is_err(), "6 channels in 4 groups");
+        assert!(group_norm_relu(&x.transpose(2, 3), &w, &b, 3, 1e-5).is_err(), "non-contiguous");
+        assert!(group_norm_relu(&x.to_kind(Kind::Double), &w, &b, 3, 1e-5).is_err(), "double");
+        assert!(group_norm_relu(&x.view([2, 6, 16]), &w, &b, 3, 1e-5).is_err(), "3-D");
+        assert!(group_norm_relu(&x, &w, &b, 3, 1e-5).is_ok());
+    }
+}
