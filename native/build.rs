@@ -44,10 +44,10 @@ fn version_from_header(libtorch: &Path) -> Option<String> {
     None
 }
 
-/// Builds `csrc/gn_relu.cpp` into a static library linked into this crate. The include
+/// Builds `csrc/group_norm.cpp` into a static library linked into this crate. The include
 /// directories follow torch-sys: `LIBTORCH_INCLUDE` or `LIBTORCH`, plus the C++ API folder.
 fn compile_fused_kernels() {
-    let src = "csrc/gn_relu.cpp";
+    let src = "csrc/group_norm.cpp";
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
@@ -68,8 +68,12 @@ fn compile_fused_kernels() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .flag("-fopenmp-simd")
+        // ATen's parallel_for is an inline `#pragma omp parallel` (AT_PARALLEL_OPENMP): without
+        // -fopenmp it compiles to a serial loop.
+        .flag("-fopenmp")
         .opt_level(3)
         .warnings(false)
         .compile("hn_fused");
+    // The OpenMP runtime torch itself uses (and bundles next to libtorch_cpu).
+    println!("cargo:rustc-link-arg=-l:libgomp.so.1");
 }

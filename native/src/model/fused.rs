@@ -7,20 +7,28 @@ use std::ffi::{c_char, c_void, CStr};
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
-    fn hn_fused_group_norm_relu(x: *const c_void, weight: *const c_void, bias: *const c_void, groups: i64, eps: f64, out: *mut *mut c_void)
-        -> *mut c_char;
+    fn hn_fused_group_norm(
+        x: *const c_void,
+        weight: *const c_void,
+        bias: *const c_void,
+        groups: i64,
+        eps: f64,
+        relu: i32,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
     fn hn_fused_free_message(msg: *mut c_char);
 }
 
-/// Whether the fused kernels are used (`HN_FUSED=0` turns them off, for comparisons).
+/// Whether the fused kernels are used (`HN_FUSED=0` turns them off, for comparisons). Read at
+/// every call (a few dozen times per step), so that `examples/ab_step.rs` can alternate it.
 pub fn fused_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HN_FUSED").map(|v| v.trim() != "0").unwrap_or(true))
+    std::env::var("HN_FUSED").map(|v| v.trim() != "0").unwrap_or(true)
 }
 
-/// Whether [`group_norm_relu`] takes `x`: a contiguous 4-D float CPU tensor whose channels
-/// split evenly into `groups`, with `[C]` float parameters.
-pub fn group_norm_relu_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64) -> bool {
+/// Whether [`group_norm`] and [`group_norm_relu`] take `x`: a 4-D float CPU tensor, contiguous or channels-last
+/// (see [`super::layers::to_channels_last`]), whose channels split evenly into `groups`, with
+/// `[C]` float parameters.
+pub fn group_norm_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64) -> bool {
     let size = x.size();
     let c = size.get(1).copied().unwrap_or(0);
     let param_ok = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.size() == [c];
@@ -30,37 +38,57 @@ pub fn group_norm_relu_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, grou
         && x.numel() > 0
         && x.device() == Device::Cpu
         && x.kind() == Kind::Float
-        && x.is_contiguous()
+        && (x.is_contiguous() || is_channels_last(x))
         && param_ok(weight)
         && param_ok(bias)
 }
 
+/// Whether `x` (4-D) has channels-last strides: `[H·W·C, 1, W·C, C]`.
+pub fn is_channels_last(x: &Tensor) -> bool {
+    match x.size().as_slice() {
+        [_, c, h, w] => x.stride() == [h * w * c, 1, w * c, *c],
+        _ => false,
+    }
+}
+
 /// `relu(group_norm(x, groups, weight, bias, eps))` in one pass over each (sample, group) slice
-/// (and one for its backward). The caller checks [`group_norm_relu_supports`].
+/// (and one for its backward), in `x`'s layout; the output has that layout too. The caller
+/// checks [`group_norm_supports`].
 pub fn group_norm_relu(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
-    if !group_norm_relu_supports(x, weight, bias, groups) {
-        return Err(Error::invalid(format!("group_norm_relu: unsupported input {:?} {:?} with {groups} groups", x.size(), x.kind())));
+    fused_group_norm(x, weight, bias, groups, eps, true)
+}
+
+/// `group_norm(x, groups, weight, bias, eps)` by the same kernels as [`group_norm_relu`]
+/// (ATen's channels-last GroupNorm backward is several times slower than its NCHW one).
+pub fn group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
+    fused_group_norm(x, weight, bias, groups, eps, false)
+}
+
+fn fused_group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64, relu: bool) -> Result<Tensor> {
+    if !group_norm_supports(x, weight, bias, groups) {
+        return Err(Error::invalid(format!("fused group_norm: unsupported input {:?} {:?} with {groups} groups", x.size(), x.kind())));
     }
     let mut out: *mut c_void = std::ptr::null_mut();
     // SAFETY: the three pointers are live `at::Tensor*` owned by tch for the duration of the
     // call; on success `out` receives a new heap `at::Tensor*` whose ownership passes to the
     // returned Tensor; on failure the message is a malloc'd C string freed here.
     unsafe {
-        let msg = hn_fused_group_norm_relu(
+        let msg = hn_fused_group_norm(
             x.as_ptr() as *const c_void,
             weight.as_ptr() as *const c_void,
             bias.as_ptr() as *const c_void,
             groups,
             eps,
+            i32::from(relu),
             &mut out,
         );
         if !msg.is_null() {
             let text = CStr::from_ptr(msg).to_string_lossy().into_owned();
             hn_fused_free_message(msg);
-            return Err(Error::Torch(tch::TchError::Torch(format!("group_norm_relu: {text}"))));
+            return Err(Error::Torch(tch::TchError::Torch(format!("fused group_norm: {text}"))));
         }
         if out.is_null() {
-            return Err(Error::State("group_norm_relu returned no tensor".into()));
+            return Err(Error::State("fused group_norm returned no tensor".into()));
         }
         Ok(Tensor::from_ptr(out as *mut _))
     }
@@ -75,40 +103,74 @@ mod tests {
         (a - b).abs().max().double_value(&[]) / scale
     }
 
-    /// Values and gradients (input, weight, bias) against ATen's group_norm + relu, on shapes
+    /// ‖a − b‖₂ / ‖b‖₂, for gradients: an input whose normalised value is within rounding of 0
+    /// may be rectified in one formulation and not the other, and then that element's gradient
+    /// differs by its whole upstream value while the tensor agrees to float precision.
+    fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-12)
+    }
+
+    /// Values and gradients (input, weight, bias) against ATen's group_norm (+ relu), on shapes
     /// with odd pixel counts, one channel per group and whole-tensor groups, and inputs with a
-    /// large mean (where a one-pass variance would lose precision).
+    /// large mean (where a one-pass variance would lose precision), in NCHW and channels-last.
     #[test]
     fn matches_group_norm_then_relu() {
         crate::runtime::init();
         tch::manual_seed(11);
-        let cases: [([i64; 4], i64, f64); 5] =
-            [([2, 64, 8, 8], 8, 0.0), ([3, 96, 5, 7], 16, 0.0), ([2, 8, 3, 3], 8, 0.0), ([4, 32, 16, 16], 1, 0.0), ([2, 16, 9, 9], 4, 40.0)];
+        let cases: [([i64; 4], i64, f64); 5] = [
+            ([2, 64, 8, 8], 8, 0.0),
+            ([3, 96, 5, 7], 16, 0.0),
+            ([2, 8, 3, 3], 8, 0.0),
+            ([4, 32, 16, 16], 1, 0.0),
+            ([2, 16, 9, 9], 4, 40.0),
+        ];
         for (i, (shape, groups, offset)) in cases.into_iter().enumerate() {
             let c = shape[1];
             let x = (Tensor::randn(shape, tch::kind::FLOAT_CPU) * 2.0 + offset).set_requires_grad(true);
+            let x_cl = crate::model::layers::to_channels_last(&x).unwrap();
+            assert!(is_channels_last(&x_cl), "case {i}: the channels-last view");
             let w = (Tensor::randn([c], tch::kind::FLOAT_CPU) * 0.5 + 1.0).set_requires_grad(true);
             let b = (Tensor::randn([c], tch::kind::FLOAT_CPU) * 0.5).set_requires_grad(true);
             let up = Tensor::randn(shape, tch::kind::FLOAT_CPU);
-            let run = |fused: bool| {
-                let y = if fused {
-                    group_norm_relu(&x, &w, &b, groups, 1e-5).unwrap()
-                } else {
-                    x.group_norm(groups, Some(&w), Some(&b), 1e-5, false).relu()
+            for relu in [true, false] {
+                // 0: ATen, 1: fused on NCHW, 2: fused on channels-last.
+                let run = |variant: u8| {
+                    let fused =
+                        |x: &Tensor| if relu { group_norm_relu(x, &w, &b, groups, 1e-5) } else { group_norm(x, &w, &b, groups, 1e-5) };
+                    let y = if variant == 2 {
+                        let y = fused(&x_cl).unwrap();
+                        assert!(is_channels_last(&y) || y.is_contiguous(), "case {i}: output layout");
+                        y
+                    } else if variant == 1 {
+                        fused(&x).unwrap()
+                    } else {
+                        let y = x.group_norm(groups, Some(&w), Some(&b), 1e-5, false);
+                        if relu {
+                            y.relu()
+                        } else {
+                            y
+                        }
+                    };
+                    let grads = Tensor::run_backward(&[(&y * &up).sum(Kind::Float)], &[&x, &w, &b], false, false);
+                    let mut out = vec![y.detach()];
+                    out.extend(grads);
+                    out
                 };
-                let grads = Tensor::run_backward(&[(&y * &up).sum(Kind::Float)], &[&x, &w, &b], false, false);
-                let mut out = vec![y.detach()];
-                out.extend(grads);
-                out
-            };
-            let (ours, reference) = (run(true), run(false));
-            for (what, (a, r)) in ["output", "d x", "d weight", "d bias"].iter().zip(ours.iter().zip(&reference)) {
-                let d = rel(a, r);
-                assert!(d < 2e-5, "case {i} {shape:?}/{groups} {what}: {d}");
+                let reference = run(0);
+                for variant in [1, 2] {
+                    let ours = run(variant);
+                    for (what, (a, r)) in ["output", "d x", "d weight", "d bias"].iter().zip(ours.iter().zip(&reference)) {
+                        let d = if *what == "output" { rel(a, r) } else { rel_l2(a, r) };
+                        assert!(d < 2e-5, "case {i} {shape:?}/{groups} relu {relu} variant {variant} {what}: {d}");
+                    }
+                }
+                let _g = tch::no_grad_guard();
+                for input in [&x, &x_cl] {
+                    let y = if relu { group_norm_relu(input, &w, &b, groups, 1e-5) } else { group_norm(input, &w, &b, groups, 1e-5) };
+                    let d = rel(&y.unwrap(), &reference[0]);
+                    assert!(d < 2e-5, "case {i} relu {relu} no-grad output: {d}");
+                }
             }
-            let _g = tch::no_grad_guard();
-            let d = rel(&group_norm_relu(&x, &w, &b, groups, 1e-5).unwrap(), &reference[0]);
-            assert!(d < 2e-5, "case {i} no-grad output: {d}");
         }
     }
 
@@ -118,7 +180,7 @@ mod tests {
         let b = Tensor::zeros([6], tch::kind::FLOAT_CPU);
         let x = Tensor::randn([2, 6, 4, 4], tch::kind::FLOAT_CPU);
         assert!(group_norm_relu(&x, &w, &b, 4, 1e-5).is_err(), "6 channels in 4 groups");
-        assert!(group_norm_relu(&x.transpose(2, 3), &w, &b, 3, 1e-5).is_err(), "non-contiguous");
+        assert!(group_norm_relu(&x.transpose(2, 3), &w, &b, 3, 1e-5).is_err(), "neither contiguous nor channels-last");
         assert!(group_norm_relu(&x.to_kind(Kind::Double), &w, &b, 3, 1e-5).is_err(), "double");
         assert!(group_norm_relu(&x.view([2, 6, 16]), &w, &b, 3, 1e-5).is_err(), "3-D");
         assert!(group_norm_relu(&x, &w, &b, 3, 1e-5).is_ok());

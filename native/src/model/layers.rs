@@ -155,18 +155,26 @@ impl GroupNorm {
         Ok(Self { weight, bias, groups })
     }
 
-    /// `group_norm(x)`; `x` is `[N, C, *]` (2-D input is allowed, as in PyTorch).
+    /// `group_norm(x)`; `x` is `[N, C, *]` (2-D input is allowed, as in PyTorch). 4-D float CPU
+    /// input, NCHW or channels-last, runs the fused kernel of [`super::fused`].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fusable(x) {
+            return fused::group_norm(x, &self.weight, &self.bias, self.groups, GN_EPS);
+        }
         Ok(x.f_group_norm(self.groups, Some(&self.weight), Some(&self.bias), GN_EPS, false)?)
     }
 
-    /// `relu(group_norm(x))`: one fused kernel for contiguous NCHW float CPU input (see
-    /// [`super::fused`]), else the two ATen ops.
+    /// `relu(group_norm(x))`: one fused kernel where [`GroupNorm::forward`] has one, else the
+    /// two ATen ops.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        if fused::fused_enabled() && fused::group_norm_relu_supports(x, &self.weight, &self.bias, self.groups) {
+        if self.fusable(x) {
             return fused::group_norm_relu(x, &self.weight, &self.bias, self.groups, GN_EPS);
         }
         Ok(self.forward(x)?.f_relu_()?)
+    }
+
+    fn fusable(&self, x: &Tensor) -> bool {
+        fused::fused_enabled() && fused::group_norm_supports(x, &self.weight, &self.bias, self.groups)
     }
 }
 
