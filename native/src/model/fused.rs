@@ -2,6 +2,7 @@
 //! headers) where ATen's separate ops cost extra passes over memory. Each is one autograd node,
 //! so gradients flow through it like through the ops it replaces.
 
+use super::layers::is_channels_last;
 use crate::error::{Error, Result};
 use std::ffi::{c_char, c_void, CStr};
 use tch::{Device, Kind, Tensor};
@@ -25,9 +26,8 @@ pub fn fused_enabled() -> bool {
     std::env::var("HN_FUSED").map(|v| v.trim() != "0").unwrap_or(true)
 }
 
-/// Whether [`group_norm`] and [`group_norm_relu`] take `x`: a 4-D float CPU tensor, contiguous or channels-last
-/// (see [`super::layers::to_channels_last`]), whose channels split evenly into `groups`, with
-/// `[C]` float parameters.
+/// Whether [`group_norm`] and [`group_norm_relu`] take `x`: a 4-D float CPU tensor, contiguous
+/// or channels-last, whose channels split evenly into `groups`, with `[C]` float parameters.
 pub fn group_norm_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64) -> bool {
     let size = x.size();
     let c = size.get(1).copied().unwrap_or(0);
@@ -41,14 +41,6 @@ pub fn group_norm_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i
         && (x.is_contiguous() || is_channels_last(x))
         && param_ok(weight)
         && param_ok(bias)
-}
-
-/// Whether `x` (4-D) has channels-last strides: `[H·W·C, 1, W·C, C]`.
-pub fn is_channels_last(x: &Tensor) -> bool {
-    match x.size().as_slice() {
-        [_, c, h, w] => x.stride() == [h * w * c, 1, w * c, *c],
-        _ => false,
-    }
 }
 
 /// `relu(group_norm(x, groups, weight, bias, eps))` in one pass over each (sample, group) slice

@@ -137,6 +137,14 @@ pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
     Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
 }
 
+/// Whether `x` (4-D) has the strides [`to_channels_last`] gives: `[H·W·C, 1, W·C, C]`.
+pub fn is_channels_last(x: &Tensor) -> bool {
+    match x.size().as_slice() {
+        [_, c, h, w] => x.stride() == [h * w * c, 1, w * c, *c],
+        _ => false,
+    }
+}
+
 /// `torch.nn.GroupNorm(groups, channels)` with affine parameters.
 #[derive(Debug)]
 pub struct GroupNorm {
