@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn matches_group_norm_then_relu() {
         crate::runtime::init();
-        tch::manual_seed(11);
+        let randn = crate::model::tests::det_randn;
         let cases: [([i64; 4], i64, f64); 5] = [
             ([2, 64, 8, 8], 8, 0.0),
             ([3, 96, 5, 7], 16, 0.0),
@@ -118,12 +118,12 @@ mod tests {
         ];
         for (i, (shape, groups, offset)) in cases.into_iter().enumerate() {
             let c = shape[1];
-            let x = (Tensor::randn(shape, tch::kind::FLOAT_CPU) * 2.0 + offset).set_requires_grad(true);
+            let x = (randn(&shape, 10 * i as u64 + 1) * 2.0 + offset).set_requires_grad(true);
             let x_cl = crate::model::layers::to_channels_last(&x).unwrap();
             assert!(is_channels_last(&x_cl), "case {i}: the channels-last view");
-            let w = (Tensor::randn([c], tch::kind::FLOAT_CPU) * 0.5 + 1.0).set_requires_grad(true);
-            let b = (Tensor::randn([c], tch::kind::FLOAT_CPU) * 0.5).set_requires_grad(true);
-            let up = Tensor::randn(shape, tch::kind::FLOAT_CPU);
+            let w = (randn(&[c], 10 * i as u64 + 2) * 0.5 + 1.0).set_requires_grad(true);
+            let b = (randn(&[c], 10 * i as u64 + 3) * 0.5).set_requires_grad(true);
+            let up = randn(&shape, 10 * i as u64 + 4);
             for relu in [true, false] {
                 // 0: ATen, 1: fused on NCHW, 2: fused on channels-last.
                 let run = |variant: u8| {
