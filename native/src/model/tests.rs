@@ -7,6 +7,11 @@ fn model(cfg: &HybridNetConfig) -> HybridNet {
     HybridNet::new(cfg).unwrap()
 }
 
+/// The parameter called `name` (a `state_dict()` key), sharing storage with the model.
+fn param(m: &HybridNet, name: &str) -> Tensor {
+    m.named_parameters().iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap()
+}
+
 #[test]
 fn parameter_counts_match_the_seed() {
     let m = model(&HybridNetConfig::default());
@@ -198,8 +203,7 @@ fn folded_stem_equals_groupnorm_then_conv() {
     tch::manual_seed(5);
     let m = model(&HybridNetConfig::default());
     let x = Tensor::randn([4, 3, 32, 32], tch::kind::FLOAT_CPU) * 3.0 + 1.0;
-    let params = m.named_parameters();
-    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+    let get = |name: &str| param(&m, name);
     let (mut gamma, mut beta, kernel) = (get("conv1.0.weight"), get("conv1.0.bias"), get("conv1.1.weight"));
     tch::no_grad(|| {
         gamma.copy_(&(Tensor::randn([3], tch::kind::FLOAT_CPU) * 0.5 + 1.0));
@@ -232,8 +236,7 @@ fn stem_pools_before_its_relu_with_the_same_result() {
     crate::runtime::init();
     tch::manual_seed(7);
     let m = model(&HybridNetConfig::default());
-    let params = m.named_parameters();
-    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+    let get = |name: &str| param(&m, name);
     let (gamma, beta) = (get("conv1.2.weight"), get("conv1.2.bias"));
     // A shift of about one standard deviation makes a good share of windows all-negative.
     tch::no_grad(|| {
@@ -272,8 +275,7 @@ fn transition_pools_before_its_conv_with_the_same_result() {
     crate::runtime::init();
     tch::manual_seed(6);
     let m = model(&HybridNetConfig::default());
-    let params = m.named_parameters();
-    let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).unwrap();
+    let get = |name: &str| param(&m, name);
     let (gamma, beta, kernel, bias) = (get("trans1.0.weight"), get("trans1.0.bias"), get("trans1.1.weight"), get("trans1.1.bias"));
     tch::no_grad(|| {
         bias.shallow_clone().copy_(&Tensor::randn([128], tch::kind::FLOAT_CPU));
