@@ -148,11 +148,39 @@ Deno.test("samplers: an active set without samples is an error", () => {
   );
 });
 
-Deno.test("inverse-frequency: 60k labels x 60k draws is fast", () => {
-  const labels = makeLabels([6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000, 6000]);
+Deno.test("inverse-frequency: a 60k-label, 100:1 imbalanced split draws 60k indices, ~6k per class, each epoch", () => {
+  // Fashion-MNIST size, but imbalanced, so equal draw counts come from the weights, not the data
+  const sizes = [30000, 15000, 6000, 3000, 3000, 1500, 600, 600, 200, 100];
+  const labels = makeLabels(sizes);
+  assert.equal(labels.length, 60_000);
+  const all = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const s = sampler(invFreq);
-  const t0 = performance.now();
-  for (let e = 0; e < 5; e++) s.sample(labels, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], e, createRng(e));
-  const ms = (performance.now() - t0) / 5;
-  assert.ok(ms < 200, `one epoch of sampling took ${ms.toFixed(1)} ms`);
+  const epochs: Int32Array[] = [];
+  for (let e = 0; e < 5; e++) {
+    const idx = s.sample(labels, all, e, createRng(e));
+    assert.equal(idx.length, 60_000, `epoch ${e}: default numSamples = active count`);
+    const drawn = new Array(10).fill(0);
+    for (const i of idx) {
+      assert.ok(Number.isInteger(i) && i >= 0 && i < labels.length, `epoch ${e}: index ${i} out of range`);
+      drawn[labels[i]]++;
+    }
+    // binomial(60000, 0.1): std ~73, so ±300 is a 4-sigma band around 6000
+    drawn.forEach((n, k) => assert.ok(Math.abs(n - 6000) < 300, `epoch ${e} class ${k}: drew ${n}`));
+    epochs.push(idx);
+  }
+  assert.notDeepEqual(epochs[0], epochs[1], "epochs draw differently");
+  // each of the rarest class's 100 images is drawn ~60 times an epoch (missing one: p ~ e^-60)
+  const rare = new Set(Array.from(epochs[0]).filter((i) => labels[i] === 9));
+  assert.equal(rare.size, 100, "every rare image drawn");
+
+  // without replacement: a weighted permutation of all 60k indices
+  const perm = sampler(invFreq, { replacement: false }).sample(labels, all, 0, createRng(9));
+  assert.equal(perm.length, 60_000);
+  assert.equal(new Set(perm).size, 60_000, "every index exactly once");
+  // a subset of active classes on the large array: only their indices, equal shares
+  const sub = s.sample(labels, [0, 9], 0, createRng(3));
+  assert.equal(sub.length, 30_100);
+  const nine = Array.from(sub).filter((i) => labels[i] === 9).length;
+  assert.ok(Array.from(sub).every((i) => labels[i] === 0 || labels[i] === 9), "inactive class drawn");
+  assert.ok(Math.abs(nine - 15_050) < 400, `class 9 drew ${nine} of 30100`);
 });
