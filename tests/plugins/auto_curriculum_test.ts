@@ -101,6 +101,17 @@ Deno.test("auto-curriculum: threshold, min and max epochs per stage, loss metric
   const loss = configSchema.parse({ metric: "val.active.loss", threshold: 0.5 });
   // readMetric reads loss = 1 in these records: above the threshold, so no advance for a loss
   assert.equal(autoStageIndex(loss, 4, history([[0, 0.9]])), 0);
+  /** stage-0 records whose val.active.loss is `losses` (macro-F1 fixed at 0.5) */
+  const withLoss = (losses: number[]): EpochMetrics[] =>
+    history(losses.map((): [number, number] => [0, 0.5])).map((h, i) => ({
+      ...h,
+      val: { all: h.val!.all, active: { ...h.val!.active, loss: losses[i] } },
+    }));
+  assert.equal(autoStageIndex(loss, 4, withLoss([0.7, 0.5])), 1, "a loss down to the threshold advances");
+  assert.equal(autoStageIndex(loss, 4, withLoss([0.7, 0.51])), 0);
+  const lossPlateau = configSchema.parse({ metric: "val.active.loss", patience: 2, minDelta: 0.01 });
+  assert.equal(autoStageIndex(lossPlateau, 4, withLoss([1, 0.8, 0.6])), 0, "a falling loss is a gain");
+  assert.equal(autoStageIndex(lossPlateau, 4, withLoss([1, 0.8, 0.9, 1])), 1, "a rising loss plateaus");
 });
 
 Deno.test("auto-curriculum plugin: generated stages, plans from history, logs why a stage ended", () => {

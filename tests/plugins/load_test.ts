@@ -248,8 +248,11 @@ Deno.test("idx: plain and .gz files, val = test by default, valFraction split, c
       assert.equal(ds.train.source.data[5 * 784 + 100], 5, "image 5 keeps its pixels");
     }
     assert.deepEqual(Array.from(ds.train.labels), trainLabels);
+    assert.ok(ds.test, "the t10k files are the test split");
     assert.equal(ds.val, ds.test, "val = test when valFraction is 0");
-    if (ds.test?.source.kind === "pixels") assert.equal(ds.test.source.data[3 * 784], 203);
+    assert.equal(ds.test.source.kind, "pixels");
+    if (ds.test.source.kind === "pixels") assert.equal(ds.test.source.data[3 * 784], 203);
+    assert.deepEqual(Array.from(ds.test.labels), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
 
     const split = await load(idx, {
       dir: tmp,
@@ -260,12 +263,24 @@ Deno.test("idx: plain and .gz files, val = test by default, valFraction split, c
     assert.equal(split.classNames[2], "c");
     assert.deepEqual(counts(split.train, 10), new Array(10).fill(3));
     assert.deepEqual(counts(split.val, 10), new Array(10).fill(1));
+    assert.equal(split.val?.source.kind, "pixels");
+    assert.equal(split.train.source.kind, "pixels");
     if (split.val?.source.kind === "pixels" && split.train.source.kind === "pixels") {
       assert.deepEqual(split.val.source.shape, [10, 1, 28, 28]);
-      // every val image's pixel value is its original index; its label is index % 10
+      assert.deepEqual(split.train.source.shape, [30, 1, 28, 28]);
+      // every image's pixel value is its original index; its label is index % 10
       for (let j = 0; j < 10; j++) assert.equal(split.val.source.data[j * 784] % 10, split.val.labels[j]);
+      const origin = (src: Uint8Array, n: number): number[] =>
+        Array.from({ length: n }, (_, j) => src[j * 784]);
+      for (const [j, v] of origin(split.train.source.data, 30).entries()) {
+        assert.equal(v % 10, split.train.labels[j], `train image ${j}`);
+      }
+      // train and val together are the 40 train images, each once
+      const all = [...origin(split.train.source.data, 30), ...origin(split.val.source.data, 10)];
+      assert.deepEqual(all.sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i));
     }
     assert.ok(split.test);
+    assert.notEqual(split.val, split.test, "with valFraction, val comes from train");
 
     const bad = idxImages(40, 28, 28, () => 0);
     new DataView(bad.buffer).setUint32(0, 0x804);
@@ -356,6 +371,7 @@ Deno.test({
     assert.deepEqual(counts(ds.train, 10), new Array(10).fill(6000));
     assert.deepEqual(counts(ds.val, 10), new Array(10).fill(1000));
     assert.equal(ds.classNames[9], "ankle_boot");
+    assert.equal(ds.train.source.kind, "pixels");
     if (ds.train.source.kind === "pixels") assert.deepEqual(ds.train.source.shape, [60000, 1, 28, 28]);
   },
 });

@@ -78,10 +78,19 @@ Deno.test("curriculum: validation messages", () => {
 });
 
 Deno.test("curriculum: state is {} and loads back", () => {
-  const st = make(curriculum);
+  const st = make(curriculum, { epochs: [2, 3, 1] });
+  st.setNumClasses(8);
   assert.equal(st.stateKey, "stage");
   assert.deepEqual(st.stateDict(), {});
-  st.loadStateDict(JSON.parse(JSON.stringify(st.stateDict())));
+  const plans = (s: ClassCountAwareStage): unknown[] => Array.from({ length: 8 }, (_, e) => s.plan(e, []));
+  const before = plans(st);
+  // a resumed run: a fresh instance given the saved state plans every epoch as the first did
+  const resumed = make(curriculum, { epochs: [2, 3, 1] });
+  resumed.setNumClasses(8);
+  resumed.loadStateDict(JSON.parse(JSON.stringify(st.stateDict())));
+  assert.deepEqual(plans(resumed), before);
+  st.loadStateDict({});
+  assert.deepEqual(plans(st), before, "loading {} changes nothing");
   assert.throws(() => st.loadStateDict(5), /must be an object/);
 });
 
