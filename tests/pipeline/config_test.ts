@@ -5,11 +5,11 @@ import {
   configJsonSchema,
   configToYaml,
   DEFAULT_BATCH_SIZE,
-  DEFAULT_BEST_METRIC,
   DEFAULT_EPOCHS,
   loadConfig,
   refineWithDataset,
 } from "../../ts/pipeline/config.ts";
+import { DEFAULT_BEST_METRIC } from "../../ts/pipeline/metric-path.ts";
 
 const MINIMAL = "data:\n  loader:\n    name: synthetic\n";
 

@@ -3,10 +3,10 @@ import {
   checkpointActions,
   EarlyStopping,
   improves,
-  lrAt,
   metricMode,
   readMetric,
 } from "../../ts/pipeline/policies.ts";
+import { type Schedule, scheduleLr } from "../../ts/pipeline/schedules.ts";
 import type { EpochMetrics } from "../../ts/pipeline/types.ts";
 
 Deno.test("policies: improves (table)", () => {
@@ -54,16 +54,46 @@ Deno.test("policies: checkpoint actions and metric lookup", () => {
   assert.equal(readMetric(em, "val.all.nothing"), undefined);
 });
 
-Deno.test("lrAt: constant, cosine and warm-up values at given points", () => {
+/** The run-wide LR (no stages, no history) at `progress` epochs of `epochs`. */
+function lrAt(schedule: Schedule, lr: number, progress: number, epochs: number): number {
+  return scheduleLr(schedule, lr, {
+    progress,
+    epochs,
+    epoch: Math.floor(progress),
+    stageIndex: 0,
+    history: [],
+  });
+}
+
+Deno.test("scheduleLr: constant, cosine and warm-up values at given points", () => {
   const rows: [string, Parameters<typeof lrAt>, number][] = [
     ["constant ignores progress", [{ name: "constant" }, 0.1, 3.7, 10], 0.1],
-    ["cosine starts at lr", [{ name: "cosine", warmupEpochs: 0, minLr: 0 }, 0.1, 0, 10], 0.1],
-    ["cosine is half way at the middle", [{ name: "cosine", warmupEpochs: 0, minLr: 0 }, 0.1, 5, 10], 0.05],
-    ["cosine ends at minLr", [{ name: "cosine", warmupEpochs: 0, minLr: 0.001 }, 0.1, 10, 10], 0.001],
-    ["warm-up is linear", [{ name: "cosine", warmupEpochs: 2, minLr: 0 }, 0.1, 1, 10], 0.05],
+    ["cosine starts at lr", [
+      { name: "cosine", warmupEpochs: 0, minLr: 0, restartPerStage: false },
+      0.1,
+      0,
+      10,
+    ], 0.1],
+    ["cosine is half way at the middle", [
+      { name: "cosine", warmupEpochs: 0, minLr: 0, restartPerStage: false },
+      0.1,
+      5,
+      10,
+    ], 0.05],
+    ["cosine ends at minLr", [
+      { name: "cosine", warmupEpochs: 0, minLr: 0.001, restartPerStage: false },
+      0.1,
+      10,
+      10,
+    ], 0.001],
+    [
+      "warm-up is linear",
+      [{ name: "cosine", warmupEpochs: 2, minLr: 0, restartPerStage: false }, 0.1, 1, 10],
+      0.05,
+    ],
     [
       "after warm-up the cosine starts at lr",
-      [{ name: "cosine", warmupEpochs: 2, minLr: 0 }, 0.1, 2, 10],
+      [{ name: "cosine", warmupEpochs: 2, minLr: 0, restartPerStage: false }, 0.1, 2, 10],
       0.1,
     ],
   ];

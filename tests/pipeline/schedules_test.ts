@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError, configJsonSchema, loadConfig } from "../../ts/pipeline/config.ts";
-import { lrAt } from "../../ts/pipeline/policies.ts";
 import {
   plateauLr,
   type PlateauSchedule,
@@ -36,9 +35,21 @@ function at(progress: number, more: Partial<ScheduleContext> = {}): ScheduleCont
 const close = (got: number, want: number, msg: string): void =>
   assert.ok(Math.abs(got - want) <= 1e-12 + 1e-9 * Math.abs(want), `${msg}: got ${got}, want ${want}`);
 
-const COS: Schedule = { name: "cosine", warmupEpochs: 0, minLr: 0 };
-const ONE: Schedule = { name: "one-cycle", pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4 };
-const STEP: Schedule = { name: "step", milestones: [3, 6], gamma: 0.1, warmupEpochs: 0 };
+const COS: Schedule = { name: "cosine", warmupEpochs: 0, minLr: 0, restartPerStage: false };
+const ONE: Schedule = {
+  name: "one-cycle",
+  pctStart: 0.3,
+  divFactor: 25,
+  finalDivFactor: 1e4,
+  restartPerStage: false,
+};
+const STEP: Schedule = {
+  name: "step",
+  milestones: [3, 6],
+  gamma: 0.1,
+  warmupEpochs: 0,
+  restartPerStage: false,
+};
 
 Deno.test("scheduleLr: values at given points (lr 0.1, 10 epochs; hand-computed)", () => {
   const rows: [string, Schedule, ScheduleContext, number][] = [
@@ -87,12 +98,6 @@ Deno.test("scheduleLr: warm-up (linear; at the step's end when stepsPerEpoch is 
     ["step warm-up with 2 steps per epoch", step, at(0.5, { stepsPerEpoch: 2 }), 0.1],
   ];
   for (const [msg, s, ctx, want] of rows) close(scheduleLr(s, 0.1, ctx), want, msg);
-});
-
-Deno.test("lrAt: the policies.ts wrapper still gives the run-wide curve", () => {
-  close(lrAt({ name: "cosine", warmupEpochs: 0, minLr: 0 }, 0.1, 5, 10), 0.05, "cosine middle");
-  close(lrAt(ONE, 0.1, 3, 10), 0.1, "one-cycle peak");
-  close(lrAt(STEP, 0.1, 3, 10), 0.01, "step milestone");
 });
 
 Deno.test("stageStart: first epoch of the trailing run of the current stage", () => {

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createRng } from "../../ts/pipeline/rng.ts";
-import {
-  datasetMeanStd,
-  plugin as standard,
-  type StandardAugmenter,
-} from "../../ts/plugins/augment/standard.ts";
+import { datasetMeanStd } from "../../ts/pipeline/dataset-stats.ts";
+import { plugin as standard, type StandardAugmenter } from "../../ts/plugins/augment/standard.ts";
 import { plugin as tsFunction } from "../../ts/plugins/augment/ts-function.ts";
 
 const ctx = { configDir: ".", seed: 0, epochs: 10, log: (): void => {} };

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { BUILTIN_PLUGINS, PLUGIN_STAGES } from "../../ts/plugins/builtins.ts";
+import { BUILTIN_PLUGINS } from "../../ts/plugins/builtins.ts";
+import { PLUGIN_STAGES } from "../../ts/pipeline/types.ts";
 
 const REQUIRED: Record<string, Record<string, unknown>> = {
   imagefolder: { root: "x" },

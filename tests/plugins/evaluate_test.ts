@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Evaluator, Metrics } from "../../ts/pipeline/types.ts";
-import { formatSeedLines, metricsFromConfusion, plugin } from "../../ts/plugins/evaluate/classification.ts";
+import { metricsFromConfusion, plugin } from "../../ts/plugins/evaluate/classification.ts";
+import { formatSeedLines } from "../../ts/pipeline/seed-format.ts";
 
 const ev = plugin.create(plugin.configSchema.parse({}), {
   configDir: ".",

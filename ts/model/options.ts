@@ -13,10 +13,22 @@ const SeedSchema = z.number().int().min(0).max(MAX_SEED);
 export const DEFAULT_NUM_CLASSES = 8;
 export const DEFAULT_INPUT_CHANNELS = 3;
 export const DEFAULT_DROPOUT_RATE = 0.3;
-export const DEFAULT_LR = 1e-4;
+export const DEFAULT_LR = 1e-3;
 export const DEFAULT_BETAS: [number, number] = [0.9, 0.999];
 export const DEFAULT_EPS = 1e-8;
 export const DEFAULT_MOMENTUM = 0.9;
+
+/**
+ * Kernel choices, fixed when the model is built (docs/ABI.md says which switch gates what).
+ * Defaults: all on, the CPU's measured-fastest paths; the numerics stay PyTorch's either way.
+ */
+export const KernelOptionsSchema = z.object({
+  fusedGroupNorm: z.boolean().default(true),
+  convRewrites: z.boolean().default(true),
+  channelsLast: z.boolean().default(true),
+}).strict();
+
+export type KernelOptions = z.infer<typeof KernelOptionsSchema>;
 
 /** HybridNet architecture. `fpn: "skip"` skips the FPN maps the seed computes and discards. */
 export const HybridNetOptionsSchema = z.object({
@@ -24,6 +36,7 @@ export const HybridNetOptionsSchema = z.object({
   inputChannels: z.number().int().min(1).max(4).default(DEFAULT_INPUT_CHANNELS),
   dropoutRate: z.number().min(0).lt(1).default(DEFAULT_DROPOUT_RATE),
   fpn: z.enum(["skip", "seed"]).default("skip"),
+  kernels: KernelOptionsSchema.prefault({}),
   seed: SeedSchema.default(0),
 }).strict();
 

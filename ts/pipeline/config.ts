@@ -12,20 +12,29 @@
  * Every problem is a `ConfigIssue` with a dotted path; `ConfigError.format()` prints them as
  * `configs/x.yaml: train.optimizer.lr — Too small: expected number to be >0`.
  */
-import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { dirname, isAbsolute, resolve } from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
-import { OptimizerOptionsSchema } from "../model/options.ts";
+import {
+  DEFAULT_DROPOUT_RATE,
+  DEFAULT_INPUT_CHANNELS,
+  KernelOptionsSchema,
+  OptimizerOptionsSchema,
+} from "../model/options.ts";
+import { ConfigError, type ConfigIssue, displayFile, PluginError } from "./errors.ts";
+import { DEFAULT_BEST_METRIC, METRIC_PATH } from "./metric-path.ts";
 import {
   isPluginPath,
-  PluginError,
   pluginPath,
   type PluginSection,
   resolvePlugin,
   sectionSchema,
-  type Stage,
   validateOptions,
 } from "./registry.ts";
+import { ScheduleSchema } from "./schedules.ts";
+import type { PluginStage } from "./types.ts";
+
+export { ConfigError, type ConfigIssue, formatIssues } from "./errors.ts";
 
 // ---- defaults ---------------------------------------------------------------------------------
 
@@ -33,11 +42,9 @@ export const DEFAULT_NAME = "run";
 export const DEFAULT_SEED = 0;
 export const DEFAULT_DEVICE = "auto";
 export const DEFAULT_IMAGE_SIZE = 128;
-export const DEFAULT_CHANNELS = 3;
 /** relative to the working directory (the project root when run through `deno task`) */
 export const DEFAULT_CACHE_DIR = ".cache/images";
 export const DEFAULT_ON_BAD_IMAGE = "error";
-export const DEFAULT_DROPOUT_RATE = 0.3;
 export const DEFAULT_FPN = "skip";
 export const DEFAULT_AUGMENT = { name: "standard" };
 export const DEFAULT_SAMPLER = { name: "shuffle" };
@@ -46,19 +53,21 @@ export const DEFAULT_STAGE = { name: "none" };
 export const DEFAULT_EVALUATE = { name: "classification" };
 export const DEFAULT_EPOCHS = 10;
 export const DEFAULT_BATCH_SIZE = 128;
-export const DEFAULT_LR = 1e-3;
 export const DEFAULT_EVAL_EVERY = 1;
-export const DEFAULT_BEST_METRIC = "val.all.macroF1";
 
-/** Where each plugin section lives in the config, and its registry stage. */
-export const PLUGIN_SECTIONS: { path: string[]; stage: Stage }[] = [
-  { path: ["data", "loader"], stage: "load" },
-  { path: ["augment"], stage: "augment" },
-  { path: ["sampler"], stage: "sample" },
-  { path: ["loss"], stage: "loss" },
-  { path: ["stage"], stage: "stage" },
-  { path: ["evaluate"], stage: "evaluate" },
-];
+/** Where each stage's plugin section lives in the config (typed over every stage, so none is missed). */
+export const PLUGIN_SECTION_PATHS: Record<PluginStage, string[]> = {
+  load: ["data", "loader"],
+  augment: ["augment"],
+  sample: ["sampler"],
+  loss: ["loss"],
+  stage: ["stage"],
+  evaluate: ["evaluate"],
+};
+const PLUGIN_SECTIONS = Object.entries(PLUGIN_SECTION_PATHS).map(([stage, path]) => ({
+  stage: stage as PluginStage,
+  path,
+}));
 
 // ---- layer 1: raw -----------------------------------------------------------------------------
 
@@ -76,61 +85,10 @@ const EarlyStoppingSchema = z.object({
   mode: z.enum(["max", "min"]).default("max"),
 }).strict();
 
-/** restart the schedule at each curriculum stage, the stage counting as the rest of the run */
-const restartPerStage = z.boolean().default(false);
-
-/** `train.schedule`; the LR math is in ts/pipeline/schedules.ts */
-const ScheduleSchema = z.discriminatedUnion("name", [
-  z.object({ name: z.literal("constant") }).strict(),
-  z.object({
-    name: z.literal("cosine"),
-    warmupEpochs: z.number().min(0).default(0),
-    minLr: z.number().min(0).default(0),
-    restartPerStage,
-  }).strict(),
-  z.object({
-    name: z.literal("one-cycle"),
-    /** share of the run (or stage) spent rising to lr */
-    pctStart: z.number().gt(0).lt(1).default(0.3),
-    /** starts at lr / divFactor */
-    divFactor: z.number().min(1).default(25),
-    /** ends at lr / (divFactor * finalDivFactor) */
-    finalDivFactor: z.number().min(1).default(1e4),
-    restartPerStage,
-  }).strict(),
-  z.object({
-    name: z.literal("step"),
-    /** epochs (from the run's or stage's start) at which the LR is multiplied by gamma */
-    milestones: z.array(z.number().int().min(1)).min(1).refine(
-      (m) => m.every((v, i) => i === 0 || v > m[i - 1]),
-      "must be increasing, e.g. [30, 60]",
-    ),
-    gamma: z.number().gt(0).max(1).default(0.1),
-    warmupEpochs: z.number().min(0).default(0),
-    restartPerStage,
-  }).strict(),
-  z.object({
-    name: z.literal("plateau"),
-    // same form as METRIC_PATH, which is declared below the schemas and so not usable here
-    metric: z.string().regex(
-      /^(val\.(all|active)\.[A-Za-z][A-Za-z0-9]*|train\.(loss|accuracy))$/,
-      "is not a metric; use e.g. val.all.macroF1, val.all.loss or train.loss",
-    ).default(DEFAULT_BEST_METRIC),
-    factor: z.number().gt(0).lt(1).default(0.5),
-    /** evaluations without improvement before the LR is reduced */
-    patience: z.number().int().min(1).default(2),
-    minDelta: z.number().min(0).default(0),
-    minLr: z.number().min(0).default(0),
-    /** evaluations after a reduction that count no bad epochs */
-    cooldown: z.number().int().min(0).default(0),
-  }).strict(),
-]);
-
 const TrainSchema = z.object({
   epochs: z.number().int().min(1).default(DEFAULT_EPOCHS),
   batchSize: z.number().int().min(1).default(DEFAULT_BATCH_SIZE),
-  optimizer: OptimizerOptionsSchema.extend({ lr: z.number().positive().default(DEFAULT_LR) }).strict()
-    .prefault({}),
+  optimizer: OptimizerOptionsSchema.prefault({}),
   clipGradNorm: z.number().positive().nullable().default(null),
   /** learning-rate schedule over the run, applied every step (see ts/pipeline/schedules.ts) */
   schedule: ScheduleSchema.default({ name: "constant" }),
@@ -157,7 +115,8 @@ export const RawConfigSchema = z.object({
   data: z.object({
     loader: Section,
     imageSize: ImageSize.default(DEFAULT_IMAGE_SIZE),
-    channels: z.number().int().min(1).max(4).default(DEFAULT_CHANNELS),
+    /** 1 (grey) or 3 (RGB): what the native image path decodes to */
+    channels: z.union([z.literal(1), z.literal(3)]).default(DEFAULT_INPUT_CHANNELS),
     cacheDir: z.string().min(1).default(DEFAULT_CACHE_DIR),
     onBadImage: z.enum(["error", "skip"]).default(DEFAULT_ON_BAD_IMAGE),
   }).strict(),
@@ -165,6 +124,8 @@ export const RawConfigSchema = z.object({
     numClasses: z.union([z.literal("auto"), z.number().int().min(2)]).default("auto"),
     dropoutRate: z.number().min(0).lt(1).default(DEFAULT_DROPOUT_RATE),
     fpn: z.enum(["skip", "seed"]).default(DEFAULT_FPN),
+    /** kernel choices (fused GroupNorm, conv rewrites, channels-last), fixed when the model is built */
+    kernels: KernelOptionsSchema.prefault({}),
   }).strict().prefault({}),
   augment: Section.default(DEFAULT_AUGMENT),
   sampler: Section.default(DEFAULT_SAMPLER),
@@ -192,38 +153,6 @@ export const ResolvedConfigSchema = RawConfigSchema.extend({
 export type ResolvedConfig = z.infer<typeof ResolvedConfigSchema>;
 
 // ---- errors -----------------------------------------------------------------------------------
-
-/** One config problem: dotted path (empty for the whole file) and what to change. */
-export interface ConfigIssue {
-  path: (string | number)[];
-  message: string;
-}
-
-/** A config that does not validate, with every issue (never a generic message). */
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  constructor(readonly file: string, readonly issues: ConfigIssue[], options?: ErrorOptions) {
-    super(formatIssues(file, issues), options);
-  }
-
-  /** One line per issue: `file: a.b.c — message`. */
-  format(): string {
-    return formatIssues(this.file, this.issues);
-  }
-}
-
-function displayFile(file: string): string {
-  if (!isAbsolute(file)) return file;
-  const rel = relative(Deno.cwd(), file);
-  return rel.startsWith("..") ? file : rel;
-}
-
-/** `file: a.b.c — message` per issue. */
-export function formatIssues(file: string, issues: ConfigIssue[]): string {
-  return issues
-    .map((i) => `${displayFile(file)}: ${i.path.length ? i.path.join(".") : "(root)"} — ${i.message}`)
-    .join("\n");
-}
 
 function zodIssues(err: z.ZodError, prefix: (string | number)[] = []): ConfigIssue[] {
   return err.issues.map((i) => ({
@@ -371,8 +300,6 @@ export function configToYaml(config: ResolvedConfig): string {
 }
 
 // ---- layer 3: refine --------------------------------------------------------------------------
-
-const METRIC_PATH = /^(val\.(all|active)\.[A-Za-z][A-Za-z0-9]*|train\.(loss|accuracy))$/;
 
 /** Something a stage plugin may offer to check its classes against the dataset. */
 interface ValidatingStage {

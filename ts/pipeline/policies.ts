@@ -2,10 +2,10 @@
  * Pure decisions the runner carries out (STYLE 14): which checkpoints to write, whether a
  * metric improved, whether to stop early. No disk, no native calls: unit-testable.
  */
-import { type Schedule, scheduleLr } from "./schedules.ts";
-import type { EpochMetrics, Metrics } from "./types.ts";
+import { metricMode, readMetric } from "./metric-path.ts";
+import type { EpochMetrics } from "./types.ts";
 
-export type { Schedule };
+export { metricMode, readMetric };
 
 /** A checkpoint to write after an epoch. */
 export type CheckpointAction = "best" | "last";
@@ -13,26 +13,6 @@ export type CheckpointAction = "best" | "last";
 /** `last` every epoch; `best` too when the tracked metric improved. */
 export function checkpointActions(improvedBest: boolean): CheckpointAction[] {
   return improvedBest ? ["best", "last"] : ["last"];
-}
-
-/** "min" for loss-like and error metrics (…loss, …ordinalMae), "max" otherwise. */
-export function metricMode(path: string): "min" | "max" {
-  return /(loss|ordinalMae)$/i.test(path) ? "min" : "max";
-}
-
-/**
- * Reads a metric by dotted path from an epoch's figures: `val.all.macroF1`,
- * `val.active.accuracy`, `train.loss`… Undefined when the epoch has no such figure.
- */
-export function readMetric(m: EpochMetrics, path: string): number | undefined {
-  const [head, ...rest] = path.split(".");
-  if (head === "train") return (m.train as Record<string, number>)[rest[0]];
-  if (head === "val" && m.val) {
-    const which = m.val[rest[0] as "all" | "active"] as Metrics | undefined;
-    const v = which?.[rest[1] as keyof Metrics];
-    return typeof v === "number" ? v : undefined;
-  }
-  return undefined;
 }
 
 /** Whether `value` beats `best` by more than `minDelta` in `mode`. */
@@ -82,17 +62,74 @@ export class EarlyStopping {
   }
 }
 
+/** The best metric so far: its name, value and epoch (null before the first evaluation). */
+export interface BestMetric {
+  name: string;
+  value: number | null;
+  epoch: number | null;
+}
+
+/** What `RunDecisions` keeps across a resume (in last.json). */
+export interface RunDecisionsState {
+  best: BestMetric;
+  earlyStopping: EarlyStoppingState | null;
+}
+
+/** What to do after an epoch. */
+export interface EpochDecision {
+  /** the tracked metric improved: the epoch is the new best */
+  improved: boolean;
+  /** early stopping says stop */
+  stop: boolean;
+  actions: CheckpointAction[];
+}
+
 /**
- * Learning rate at `progress` epochs into a run of `epochs` (fractional: epoch + step/steps),
- * without stage or history context. Kept for existing callers; the schedules live in
- * schedules.ts and the runner calls `scheduleLr`.
+ * The best-checkpoint and early-stopping decisions of a run. With a val split the best metric
+ * is `bestMetric`; without one, `train.loss` (so best = lowest train loss). Epochs without an
+ * evaluation (evalEvery > 1) decide nothing but write `last`.
  */
-export function lrAt(schedule: Schedule, lr: number, progress: number, epochs: number): number {
-  return scheduleLr(schedule, lr, {
-    progress,
-    epochs,
-    epoch: Math.floor(progress),
-    stageIndex: 0,
-    history: [],
-  });
+export class RunDecisions {
+  #best: BestMetric;
+  readonly #early: EarlyStopping | null;
+
+  constructor(
+    readonly bestMetric: string,
+    readonly hasVal: boolean,
+    readonly earlyStopping:
+      | { metric: string; patience: number; minDelta: number; mode: "min" | "max" }
+      | null,
+  ) {
+    this.#best = { name: bestMetric, value: null, epoch: null };
+    const es = earlyStopping;
+    this.#early = es ? new EarlyStopping(es.patience, es.minDelta, es.mode) : null;
+  }
+
+  get best(): BestMetric {
+    return { ...this.#best };
+  }
+
+  /** Feeds one epoch's figures; `evaluated` = the epoch ran validation (or there is no val split). */
+  afterEpoch(figures: EpochMetrics, evaluated: boolean): EpochDecision {
+    const tracked = this.hasVal ? this.bestMetric : "train.loss";
+    const value = readMetric(figures, tracked);
+    const improved = evaluated && value !== undefined &&
+      improves(value, this.#best.value, metricMode(tracked));
+    if (improved) this.#best = { name: this.bestMetric, value: value!, epoch: figures.epoch };
+    let stop = false;
+    if (this.#early && evaluated) {
+      const v = readMetric(figures, this.earlyStopping!.metric);
+      if (v !== undefined) stop = this.#early.update(v);
+    }
+    return { improved, stop, actions: checkpointActions(improved) };
+  }
+
+  stateDict(): RunDecisionsState {
+    return { best: this.best, earlyStopping: this.#early?.stateDict() ?? null };
+  }
+
+  loadStateDict(s: RunDecisionsState): void {
+    this.#best = { ...s.best };
+    this.#early?.loadStateDict(s.earlyStopping);
+  }
 }

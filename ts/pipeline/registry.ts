@@ -8,30 +8,16 @@ import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { BUILTIN_PLUGINS } from "../plugins/builtins.ts";
-import type { PluginContext, PluginModule } from "./types.ts";
+import { PluginError } from "./errors.ts";
+import type { PluginContext, PluginModule, PluginStage } from "./types.ts";
 
-/** The pipeline stages that take a plugin. */
-export const STAGES = ["load", "augment", "sample", "loss", "stage", "evaluate"] as const;
-export type Stage = (typeof STAGES)[number];
+export { PluginError, type PluginIssue } from "./errors.ts";
+export type Stage = PluginStage;
 
 /** A plugin section of a config: the plugin's name (or file path) plus its options. */
 export interface PluginSection {
   name: string;
   [option: string]: unknown;
-}
-
-/** One problem with a plugin section, with a path relative to the section. */
-export interface PluginIssue {
-  path: (string | number)[];
-  message: string;
-}
-
-/** Thrown when a plugin cannot be found or its options are invalid; carries the issues. */
-export class PluginError extends Error {
-  override readonly name = "PluginError";
-  constructor(readonly issues: PluginIssue[], options?: ErrorOptions) {
-    super(issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "), options);
-  }
 }
 
 const builtinTable: Record<Stage, Record<string, PluginModule>> = BUILTIN_PLUGINS;

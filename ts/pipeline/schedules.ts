@@ -19,54 +19,72 @@
  * its length. So every stage but the last ends before its curve does; pass `stageEpochs` when
  * the length is known.
  */
-import { improves, metricMode, readMetric } from "./policies.ts";
+import { z } from "zod";
+import { DEFAULT_BEST_METRIC, METRIC_PATH, metricMode, readMetric } from "./metric-path.ts";
+import { improves } from "./policies.ts";
 import type { EpochMetrics } from "./types.ts";
 
-/** cosine schedule: warm-up, then cosine to `minLr`. */
-export interface CosineSchedule {
-  name: "cosine";
-  warmupEpochs: number;
-  minLr: number;
-  restartPerStage?: boolean;
-}
+/** restart the schedule at each curriculum stage, the stage counting as the rest of the run */
+const restartPerStage = z.boolean().default(false);
 
-/** one-cycle schedule (cosine rise, then cosine fall). */
-export interface OneCycleSchedule {
-  name: "one-cycle";
-  pctStart: number;
-  divFactor: number;
-  finalDivFactor: number;
-  restartPerStage?: boolean;
-}
-
-/** step schedule: multiply by `gamma` at each milestone epoch. */
-export interface StepSchedule {
-  name: "step";
-  /** epochs (counted from the run's or the stage's start) at which the LR is multiplied by gamma */
-  milestones: number[];
-  gamma: number;
-  warmupEpochs: number;
-  restartPerStage?: boolean;
-}
-
-/** reduce-on-plateau: multiply by `factor` after `patience` evaluations without improvement. */
-export interface PlateauSchedule {
-  name: "plateau";
-  metric: string;
-  factor: number;
-  patience: number;
-  minDelta: number;
-  minLr: number;
-  cooldown: number;
-}
+/** `train.schedule` (the config validates it with this schema; the types below derive from it). */
+export const ScheduleSchema = z.discriminatedUnion("name", [
+  z.object({ name: z.literal("constant") }).strict(),
+  z.object({
+    name: z.literal("cosine"),
+    warmupEpochs: z.number().min(0).default(0),
+    minLr: z.number().min(0).default(0),
+    restartPerStage,
+  }).strict(),
+  z.object({
+    name: z.literal("one-cycle"),
+    /** share of the run (or stage) spent rising to lr */
+    pctStart: z.number().gt(0).lt(1).default(0.3),
+    /** starts at lr / divFactor */
+    divFactor: z.number().min(1).default(25),
+    /** ends at lr / (divFactor * finalDivFactor) */
+    finalDivFactor: z.number().min(1).default(1e4),
+    restartPerStage,
+  }).strict(),
+  z.object({
+    name: z.literal("step"),
+    /** epochs (from the run's or stage's start) at which the LR is multiplied by gamma */
+    milestones: z.array(z.number().int().min(1)).min(1).refine(
+      (m) => m.every((v, i) => i === 0 || v > m[i - 1]),
+      "must be increasing, e.g. [30, 60]",
+    ),
+    gamma: z.number().gt(0).max(1).default(0.1),
+    warmupEpochs: z.number().min(0).default(0),
+    restartPerStage,
+  }).strict(),
+  z.object({
+    name: z.literal("plateau"),
+    metric: z.string().regex(
+      METRIC_PATH,
+      "is not a metric; use e.g. val.all.macroF1, val.all.loss or train.loss",
+    )
+      .default(DEFAULT_BEST_METRIC),
+    factor: z.number().gt(0).lt(1).default(0.5),
+    /** evaluations without improvement before the LR is reduced */
+    patience: z.number().int().min(1).default(2),
+    minDelta: z.number().min(0).default(0),
+    minLr: z.number().min(0).default(0),
+    /** evaluations after a reduction that count no bad epochs */
+    cooldown: z.number().int().min(0).default(0),
+  }).strict(),
+]);
 
 /** The learning-rate schedule of `train.schedule`. */
-export type Schedule =
-  | { name: "constant" }
-  | CosineSchedule
-  | OneCycleSchedule
-  | StepSchedule
-  | PlateauSchedule;
+export type Schedule = z.infer<typeof ScheduleSchema>;
+type Named<N extends Schedule["name"]> = Extract<Schedule, { name: N }>;
+/** cosine schedule: warm-up, then cosine to `minLr`. */
+export type CosineSchedule = Named<"cosine">;
+/** one-cycle schedule (cosine rise, then cosine fall). */
+export type OneCycleSchedule = Named<"one-cycle">;
+/** step schedule: multiply by `gamma` at each milestone epoch. */
+export type StepSchedule = Named<"step">;
+/** reduce-on-plateau: multiply by `factor` after `patience` evaluations without improvement. */
+export type PlateauSchedule = Named<"plateau">;
 
 /** Where in the run an LR is asked for. */
 export interface ScheduleContext {

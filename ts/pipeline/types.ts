@@ -5,6 +5,11 @@
  * path to a user's .ts file that exports the same shape.
  */
 import type { z } from "zod";
+import type { NativeLossInput } from "../model/options.ts";
+
+/** The pipeline stages that take a plugin: the one list (registry, built-ins and config use it). */
+export const PLUGIN_STAGES = ["load", "augment", "sample", "loss", "stage", "evaluate"] as const;
+export type PluginStage = (typeof PLUGIN_STAGES)[number];
 
 /** Images of one split: file paths decoded natively, or pixels already in memory (u8 NCHW). */
 export type ImageSource =
@@ -82,6 +87,10 @@ export interface Augmenter {
   evalOps: AugmentOp[];
   /** optional slow path: runs in TS on the u8 batch [n,c,h,w] before the native ops */
   transformU8?(batch: Uint8Array, shape: [number, number, number, number], rng: Rng): void;
+  /** optional: true while the augmenter still needs the training split's per-channel mean/std */
+  readonly needsDatasetStats?: boolean;
+  /** optional: receives the training split's per-channel mean/std (0-1 scale) before the first batch */
+  setDatasetStats?(mean: number[], std: number[]): void;
 }
 
 export interface Sampler {
@@ -119,12 +128,8 @@ export interface Loss {
   startEpoch?(epoch: number, plan: StagePlan): void;
 }
 
-export interface NativeLossConfig {
-  kind: "cross_entropy" | "focal";
-  gamma?: number;
-  alpha?: number[] | null;
-  classMask?: (0 | 1)[] | null;
-}
+/** A native loss twin's config: the native layer's own schema type (docs/ABI.md). */
+export type NativeLossConfig = NativeLossInput;
 
 export interface StagePlan {
   /** classes sampled this epoch, sorted */
@@ -138,6 +143,10 @@ export interface StagePlan {
 export interface TrainStage extends Stateful {
   /** decides the classes for this epoch; history = metrics of earlier epochs (newest last) */
   plan(epoch: number, history: EpochMetrics[]): StagePlan;
+  /** optional: the dataset's number of classes, before the first plan() */
+  setNumClasses?(n: number): void;
+  /** optional: problems of the stage's options against `numClasses` classes, one message each */
+  validate?(numClasses: number): string[];
 }
 
 export interface ClassMetrics {

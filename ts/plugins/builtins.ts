@@ -2,7 +2,7 @@
  * The built-in plugins, by stage and name. A config names one of these, or a path to a user's
  * .ts file exporting the same `{ name, configSchema, create }` shape.
  */
-import type { PluginModule } from "../pipeline/types.ts";
+import type { PluginModule, PluginStage } from "../pipeline/types.ts";
 import { plugin as standard } from "./augment/standard.ts";
 import { plugin as tsFunction } from "./augment/ts-function.ts";
 import { plugin as classification } from "./evaluate/classification.ts";
@@ -25,17 +25,6 @@ import { plugin as antiCurriculum } from "./stage/anti-curriculum.ts";
 import { plugin as autoCurriculum } from "./stage/auto-curriculum.ts";
 import { plugin as curriculum } from "./stage/curriculum.ts";
 import { plugin as none } from "./stage/none.ts";
-
-export type PluginStage = "load" | "augment" | "sample" | "loss" | "stage" | "evaluate";
-
-export const PLUGIN_STAGES: readonly PluginStage[] = [
-  "load",
-  "augment",
-  "sample",
-  "loss",
-  "stage",
-  "evaluate",
-];
 
 function byName(...mods: PluginModule[]): Record<string, PluginModule> {
   const out: Record<string, PluginModule> = {};

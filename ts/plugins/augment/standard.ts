@@ -6,7 +6,7 @@
  * (u8 / 255) when normalize applies, as in torchvision.
  *
  * `normalize: "dataset"` means per-channel mean/std of the training images: the runner measures
- * them (`datasetMeanStd` for in-memory pixels) and calls `setDatasetStats(mean, std)` before it
+ * them (ts/pipeline/dataset-stats.ts) and calls `setDatasetStats(mean, std)` before it
  * reads `trainOps`/`evalOps`; reading them earlier throws.
  */
 import { z } from "zod";
@@ -129,44 +129,6 @@ export function createStandardAugmenter(cfg: NativeOpsConfig): StandardAugmenter
       norm = { op: "normalize", mean: [...mean], std: [...std] };
     },
   };
-}
-
-/**
- * Per-channel mean and std (population) of u8 NCHW pixels in [0, 1] units; a zero std becomes 1
- * so that normalize stays finite.
- */
-export function datasetMeanStd(
-  data: Uint8Array,
-  shape: [number, number, number, number],
-): { mean: number[]; std: number[] } {
-  const [n, c, h, w] = shape;
-  const hw = h * w;
-  if (data.length !== n * c * hw) {
-    throw new Error(`datasetMeanStd: ${data.length} bytes for shape [${shape}]`);
-  }
-  const sum = new Float64Array(c), sq = new Float64Array(c);
-  for (let i = 0; i < n; i++) {
-    for (let ch = 0; ch < c; ch++) {
-      const off = (i * c + ch) * hw;
-      let s = 0, q = 0;
-      for (let k = 0; k < hw; k++) {
-        const v = data[off + k];
-        s += v;
-        q += v * v;
-      }
-      sum[ch] += s;
-      sq[ch] += q;
-    }
-  }
-  const cnt = n * hw;
-  const mean: number[] = [], std: number[] = [];
-  for (let ch = 0; ch < c; ch++) {
-    const m = cnt > 0 ? sum[ch] / cnt : 0;
-    const v = cnt > 0 ? Math.max(0, sq[ch] / cnt - m * m) : 0;
-    mean.push(m / 255);
-    std.push(v > 0 ? Math.sqrt(v) / 255 : 1);
-  }
-  return { mean, std };
 }
 
 export const plugin: PluginModule<typeof configSchema, StandardAugmenter> = {

@@ -16,7 +16,7 @@
  * the checkpoint already keeps, so a resumed run takes the same decisions: state is `{}`.
  */
 import { z } from "zod";
-import { metricMode, readMetric } from "../../pipeline/policies.ts";
+import { metricMode, readMetric } from "../../pipeline/metric-path.ts";
 import type { EpochMetrics, PluginModule, StagePlan } from "../../pipeline/types.ts";
 import { type ClassCountAwareStage, loadEmptyState } from "./common.ts";
 import { generateStages } from "./order.ts";
