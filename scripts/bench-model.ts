@@ -9,7 +9,10 @@
  * (timed steps per measurement at least) --rounds 1 (interleaved passes; each column reports its
  * median). Each measurement reports img/s from its median step time.
  */
-import { createModel, createTrainer, ffiOverhead, nativeInfo } from "../ts/mod.ts";
+import { ffiOverhead, nativeInfo } from "../ts/mod.ts";
+import { createPlugin } from "../ts/pipeline/registry.ts";
+import { type StepPosition, TrainSession } from "../ts/pipeline/session.ts";
+import type { Loss } from "../ts/pipeline/types.ts";
 import { prepareLibtorch, ROOT } from "./lib/libtorch.ts";
 
 function arg(name: string, def: string): string {
@@ -29,6 +32,13 @@ function median(xs: (number | null)[]): number | null {
 const threads = Number(nativeInfo().threads);
 const torch = await prepareLibtorch();
 const TUNED = { MALLOC_MMAP_MAX_: "0", MALLOC_TRIM_THRESHOLD_: "68719476736" };
+/** The seed's loss (focal, γ 1), whose native twin makes a step one native call as in a run. */
+const focal = await createPlugin<Loss>("loss", { name: "focal", gamma: 1 }, {
+  configDir: ROOT,
+  seed: 0,
+  epochs: 1,
+  log: () => {},
+});
 
 function randomBatch(n: number, size: number, seed: number): { x: Float32Array; y: Int32Array } {
   let s = seed >>> 0;
@@ -62,13 +72,30 @@ async function native(
   size: number,
   batch: number,
 ): Promise<number> {
-  using model = createModel({ numClasses: 8, fpn, seed: 0 });
-  const { x, y } = randomBatch(batch, size, 1);
-  const shape: [number, number, number, number] = [batch, 3, size, size];
-  if (mode === "infer") return await timeIt(batch, () => model.forward(x, shape));
-  const trainer = createTrainer(model, { optimizer: { kind: "adam", lr: 1e-4 } });
-  trainer.setLoss({ kind: "focal", gamma: 1 });
-  return await timeIt(batch, () => trainer.trainStep(x, shape, y));
+  // the session's data-free core: the same model, trainer and step as a run, with no config or data
+  const session = await TrainSession.open({
+    device: "cpu",
+    model: { numClasses: 8, fpn, seed: 0 },
+    trainer: mode === "train" ? { optimizer: { kind: "adam", lr: 1e-4 } } : null,
+  });
+  try {
+    const { x, y } = randomBatch(batch, size, 1);
+    const shape: [number, number, number, number] = [batch, 3, size, size];
+    if (mode === "infer") return await timeIt(batch, () => session.model.forward(x, shape));
+    session.train({ loss: focal, nativeLoss: "auto", lr: () => 1e-4 });
+    const plan = {
+      activeClasses: [0, 1, 2, 3, 4, 5, 6, 7],
+      stageIndex: 0,
+      stageCount: 1,
+      maskInactive: false,
+    };
+    session.beginEpoch(0, plan);
+    let k = 0;
+    const pos = (): StepPosition => ({ epoch: 0, index: k++, steps: 1 << 30, stageIndex: 0, history: [] });
+    return await timeIt(batch, () => session.step({ x, shape, targets: y }, pos()));
+  } finally {
+    session.close();
+  }
 }
 
 async function peer(mode: string, size: number, batch: number, tuned: boolean): Promise<number | null> {

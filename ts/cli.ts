@@ -1,8 +1,9 @@
 /**
- * `hybridnet` command line: train, eval, predict, data:inspect, schema.
+ * `hybridnet` command line: train, eval, predict, data:inspect, compare, lr:find, crt, config,
+ * schema — each defined by its own function below; the work is in ts/pipeline.
  *
- * Config and data errors print one message (no stack) and exit 1; a NativeError prints its
- * code and message. Anything else is a bug and prints its stack.
+ * Config, plugin, data, divergence and usage errors print one message (no stack) and exit 1; a
+ * NativeError prints its code and message. Anything else is a bug and prints its stack.
  */
 import { Command } from "commander";
 import { join, resolve } from "node:path";
@@ -17,9 +18,8 @@ import {
   loadConfigWithData,
   predictImages,
 } from "./pipeline/commands.ts";
-import { ConfigError, configJsonSchema, loadConfig } from "./pipeline/config.ts";
-import { DataError } from "./pipeline/data.ts";
-import { PluginError } from "./pipeline/registry.ts";
+import { configJsonSchema, loadConfig } from "./pipeline/config.ts";
+import { ConfigError, DataError, DivergenceError, PluginError, UsageError } from "./pipeline/errors.ts";
 import { runPipeline } from "./pipeline/runner.ts";
 
 /** The config used when none is given. */
@@ -33,7 +33,10 @@ export function reportError(err: unknown): number {
     console.error(err.format());
   } else if (err instanceof NativeError) {
     console.error(`NativeError [${err.code}] ${err.message}`);
-  } else if (err instanceof DataError || err instanceof PluginError) {
+  } else if (
+    err instanceof DataError || err instanceof PluginError || err instanceof DivergenceError ||
+    err instanceof UsageError
+  ) {
     console.error(`error: ${err.message}`);
   } else if (err instanceof Deno.errors.NotFound) {
     console.error(`error: ${(err as Error).message}`);
@@ -48,7 +51,24 @@ export function buildProgram(): Command {
   const program = new Command("hybridnet")
     .description("HybridNet training pipeline (TypeScript on Deno, libtorch engine)")
     .exitOverride();
+  for (
+    const add of [
+      trainCommand,
+      evalCommand,
+      predictCommand,
+      dataInspectCommand,
+      compareCommand,
+      lrFindCommand,
+      crtCommand,
+      configCommand,
+      schemaCommand,
+    ]
+  ) add(program);
+  return program;
+}
 
+/** `train`: trains (or resumes) a run into runs/<date>-<name>/. */
+function trainCommand(program: Command): void {
   program.command("train")
     .description("train a model; writes runs/<date>-<name>/")
     .option("--config <file>", "YAML config", DEFAULT_CONFIG)
@@ -83,7 +103,10 @@ export function buildProgram(): Command {
       console.log(`run folder: ${result.dir}`);
       console.log(`report: ${result.dir}/report.md (charts: curves.svg, class-recall.svg)`);
     });
+}
 
+/** `eval`: metrics and confusion matrix of a checkpoint on a split. */
+function evalCommand(program: Command): void {
   program.command("eval")
     .description("metrics and confusion matrix of a checkpoint on a split")
     .requiredOption(
@@ -107,9 +130,7 @@ export function buildProgram(): Command {
         },
       ) => {
         if (o.split !== "val" && o.split !== "test") {
-          throw new DataError(
-            `--split must be val or test; got ${o.split}`,
-          );
+          throw new UsageError(`--split must be val or test; got ${o.split}`);
         }
         const { config, runDir } = await configForData({
           checkpoint: o.checkpoint,
@@ -122,7 +143,10 @@ export function buildProgram(): Command {
         console.log(o.json ? JSON.stringify(r, null, 2) : formatEval(r));
       },
     );
+}
 
+/** `predict`: class and probabilities per image file. */
+function predictCommand(program: Command): void {
   program.command("predict")
     .description("class and probabilities per image")
     .requiredOption("--checkpoint <file>", "weights in a run folder (runs/<run>/checkpoints/*.safetensors)")
@@ -132,7 +156,10 @@ export function buildProgram(): Command {
       const ps = await predictImages({ checkpoint: o.checkpoint, images });
       console.log(o.json ? JSON.stringify(ps, null, 2) : formatPredictions(ps));
     });
+}
 
+/** `data:inspect`: counts per class and split, and what the sampler draws per stage. */
+function dataInspectCommand(program: Command): void {
   program.command("data:inspect")
     .description(
       "class counts per split, and per curriculum stage the sampler's expected share and a simulated draw",
@@ -154,7 +181,10 @@ export function buildProgram(): Command {
       const r = await inspectData(config, (l) => console.error(l));
       console.log(o.json ? JSON.stringify(r, null, 2) : formatInspect(r));
     });
+}
 
+/** `compare`: several recipes × seeds on the same budget; a mean ± std table. */
+function compareCommand(program: Command): void {
   program.command("compare")
     .description(
       "train several recipes on the same data, budget and seeds; writes a mean ± std table and a chart",
@@ -189,7 +219,10 @@ export function buildProgram(): Command {
       console.log(r.markdown);
       console.log(`comparison folder: ${r.dir} (compare.md, compare.svg, compare.json)`);
     });
+}
 
+/** `lr:find`: the LR range test. */
+function lrFindCommand(program: Command): void {
   program.command("lr:find")
     .description("LR range test: trains briefly with a growing LR; writes lr-find.csv/svg and suggests an LR")
     .option("--config <file>", "YAML config", DEFAULT_CONFIG)
@@ -218,7 +251,10 @@ export function buildProgram(): Command {
       });
       console.log(formatLrFind(r));
     });
+}
 
+/** `crt`: classifier re-training on a finished run. */
+function crtCommand(program: Command): void {
   program.command("crt")
     .description(
       "classifier re-training: freeze a run's features, re-train the head with class-balanced sampling",
@@ -240,7 +276,7 @@ export function buildProgram(): Command {
       json?: boolean;
     }) => {
       if (o.checkpoint !== "best" && o.checkpoint !== "last") {
-        throw new DataError(`--checkpoint must be best or last; got ${o.checkpoint}`);
+        throw new UsageError(`--checkpoint must be best or last; got ${o.checkpoint}`);
       }
       const { formatCrt, retrainClassifier } = await import("./pipeline/crt.ts");
       const r = await retrainClassifier({
@@ -253,7 +289,10 @@ export function buildProgram(): Command {
       });
       console.log(o.json ? JSON.stringify(r, null, 2) : formatCrt(r));
     });
+}
 
+/** `config`: prints a config resolved. */
+function configCommand(program: Command): void {
   program.command("config")
     .description("print a config resolved (defaults filled, paths absolute)")
     .option("--config <file>", "YAML config", DEFAULT_CONFIG)
@@ -262,7 +301,10 @@ export function buildProgram(): Command {
       const { configToYaml } = await import("./pipeline/config.ts");
       console.log(configToYaml(await loadConfig(o.config, o.set)));
     });
+}
 
+/** `schema`: writes the JSON Schema of config files. */
+function schemaCommand(program: Command): void {
   program.command("schema")
     .description("write the JSON Schema of config files")
     .argument("[out]", "output file", "configs/schema.json")
@@ -270,8 +312,6 @@ export function buildProgram(): Command {
       await Deno.writeTextFile(out, JSON.stringify(configJsonSchema(), null, 2) + "\n");
       console.log(`wrote ${out}`);
     });
-
-  return program;
 }
 
 /** Runs the CLI with `args`; returns the exit code. */

@@ -3,25 +3,16 @@
  * arguments and prints). Each returns data; the printing helpers format it.
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { loadModel } from "../model/hybridnet.ts";
 import { Images } from "../native/images.ts";
-import { datasetMeanStd } from "../plugins/augment/standard.ts";
-import { formatSeedLines } from "../plugins/evaluate/classification.ts";
-import { loadConfig, parseYaml, type ResolvedConfig } from "./config.ts";
-import { DataError, evalStream, openSplit, type SplitImages } from "./data.ts";
-import { builtinModules, createPlugin, isPluginPath } from "./registry.ts";
+import { applyOverrides, loadConfig, parseYaml, resolveConfig, type ResolvedConfig } from "./config.ts";
+import { DataError } from "./errors.ts";
+import { builtinModules, isPluginPath } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
-import { type InferenceMeta, loadDataset, trainDataInfo } from "./runner.ts";
-import type {
-  Augmenter,
-  Dataset,
-  Evaluator,
-  Loader,
-  Metrics,
-  PluginContext,
-  Sampler,
-  TrainStage,
-} from "./types.ts";
+import type { InferenceMeta } from "./runner.ts";
+import { openRunData } from "./run-data.ts";
+import { formatSeedLines } from "./seed-format.ts";
+import { type SessionSpec, sessionSpec, TrainSession } from "./session.ts";
+import type { Metrics } from "./types.ts";
 
 function exists(p: string): boolean {
   try {
@@ -113,41 +104,17 @@ export async function configForData(opts: {
     return { config: await loadConfigWithData(file, opts.overrides ?? [], opts.data), runDir };
   }
   if (opts.data !== undefined) {
-    // a bare data folder: a minimal config around the guessed loader
+    // a bare data folder: a minimal config around the guessed loader, resolved in place
     const loader = guessLoader(opts.data);
-    const tmp = await Deno.makeTempFile({ suffix: ".yaml" });
-    try {
-      await Deno.writeTextFile(
-        tmp,
-        `data:\n  loader:\n    name: ${loader}\n    ${loader === "idx" ? "dir" : "root"}: .\n`,
-      );
-      return { config: await loadConfigWithData(tmp, opts.overrides ?? [], opts.data), runDir };
-    } finally {
-      await Deno.remove(tmp);
-    }
+    const raw = {
+      data: { loader: { name: loader, [loader === "idx" ? "dir" : "root"]: resolve(opts.data) } },
+    };
+    // named after the flag in messages; relative paths in overrides resolve against the working directory
+    const file = `(--data ${opts.data})`;
+    applyOverrides(raw, opts.overrides ?? [], file);
+    return { config: await resolveConfig(raw, { file }), runDir };
   }
   return { config: await loadConfigWithData(opts.defaultConfig, opts.overrides ?? [], opts.data), runDir };
-}
-
-function ctxOf(config: ResolvedConfig, log: (l: string) => void): PluginContext {
-  return { configDir: config.baseDir, seed: config.seed, epochs: config.train.epochs, log };
-}
-
-function splitOpts(
-  config: ResolvedConfig,
-  splitName: string,
-  log: (l: string) => void,
-): Parameters<typeof openSplit>[1] {
-  const [height, width] = config.data.imageSize;
-  return {
-    height,
-    width,
-    channels: config.data.channels,
-    cacheDir: config.data.cacheDir,
-    onBadImage: config.data.onBadImage,
-    log,
-    splitName,
-  };
 }
 
 // ---- eval -------------------------------------------------------------------------------------------
@@ -179,62 +146,26 @@ export async function evaluateCheckpoint(opts: {
 }): Promise<EvalResult> {
   const log = opts.log ?? ((l: string): void => console.error(l));
   const { config } = opts;
-  const ctx = ctxOf(config, log);
-  const loader = await createPlugin<Loader>("load", config.data.loader, ctx);
-  const evaluator = await createPlugin<Evaluator>("evaluate", config.evaluate, ctx);
-  const loss = await createPlugin<import("./types.ts").Loss>("loss", config.loss, ctx);
-  const ds: Dataset = await loadDataset(loader, config);
-  // class priors for losses and evaluators that need them (logit adjustment, LDAM margins)
-  const info = trainDataInfo(ds.classNames, ds.train.labels);
-  loss.setData?.(info);
-  evaluator.setData?.(info);
-  const split = ds[opts.split];
-  if (!split) throw new DataError(`the dataset (${ds.description}) has no ${opts.split} split`);
-  const numClasses = ds.classNames.length;
   const meta = readInferenceMeta(opts.runDir);
-  const opened: SplitImages[] = [];
-  const model = await loadModel(opts.checkpoint, {
-    numClasses,
-    inputChannels: config.data.channels,
-    dropoutRate: config.model.dropoutRate,
-    fpn: config.model.fpn,
-  });
+  // the train split is opened only when the eval ops must be measured again (no inference.json)
+  const data = await openRunData(config, { log, splits: [opts.split], statsFromTrain: meta === null });
+  let session: TrainSession | null = null;
   try {
-    const images = await openSplit(split, splitOpts(config, opts.split, log));
-    opened.push(images);
-    let ops = meta?.evalOps;
-    if (ops === undefined) {
-      const aug = await createPlugin<
-        Augmenter & { needsDatasetStats?: boolean; setDatasetStats?(m: number[], s: number[]): void }
-      >(
-        "augment",
-        config.augment,
-        ctx,
-      );
-      if (aug.needsDatasetStats) {
-        const train = await openSplit(ds.train, splitOpts(config, "train", log));
-        opened.push(train);
-        const n = Math.min(train.count, 4096);
-        const idx = Int32Array.from({ length: n }, (_, i) => Math.floor((i * train.count) / n));
-        const { mean, std } = datasetMeanStd(await train.images.gatherU8(idx), [n, ...train.chw]);
-        aug.setDatasetStats!(mean, std);
-      }
-      ops = aug.evalOps;
-    }
-    const logits = new Float32Array(images.count * numClasses);
-    let off = 0;
-    for await (const b of evalStream(images, config.train.batchSize, ops)) {
-      logits.set(await model.forward(b.x, b.shape), off);
-      off += b.shape[0] * numClasses;
-    }
-    const l = images.count > 0
-      ? loss.compute(logits, images.labels, images.count, numClasses, null).loss
-      : Number.NaN;
-    const metrics = evaluator.evaluate(logits, images.labels, images.count, numClasses, l);
-    return { split: opts.split, classNames: ds.classNames, metrics };
+    const images = data.splits[opts.split];
+    if (!images) throw new DataError(`the dataset (${data.dataset.description}) has no ${opts.split} split`);
+    session = await TrainSession.open(
+      sessionSpec(config, data.numClasses, { trainable: "none", weights: opts.checkpoint }),
+    );
+    const { all } = await session.validate(images, {
+      evaluator: data.plugins.evaluator,
+      loss: data.plugins.loss,
+      batchSize: config.train.batchSize,
+      ops: meta?.evalOps ?? data.plugins.augment.evalOps,
+    });
+    return { split: opts.split, classNames: data.classNames, metrics: all };
   } finally {
-    for (const o of opened) o.images.close();
-    model.close();
+    session?.close();
+    data.close();
   }
 }
 
@@ -270,6 +201,21 @@ function softmax(row: Float32Array): number[] {
   return e.map((v) => v / s);
 }
 
+/** The inference session of a run's checkpoint, from its inference.json. */
+function predictSpec(checkpoint: string, meta: InferenceMeta): SessionSpec {
+  return {
+    device: "cpu",
+    model: {
+      numClasses: meta.classNames.length,
+      inputChannels: meta.channels,
+      dropoutRate: meta.model.dropoutRate,
+      fpn: meta.model.fpn,
+    },
+    trainer: null,
+    weights: checkpoint,
+  };
+}
+
 /** Class and probabilities per image, for a checkpoint of a run (its inference.json) or a config. */
 export async function predictImages(opts: {
   checkpoint: string;
@@ -287,12 +233,7 @@ export async function predictImages(opts: {
   const [height, width] = meta.imageSize;
   const files = opts.images.map((p) => resolve(p));
   const cacheDir = await Deno.makeTempDir({ prefix: "hn-predict-" });
-  const model = await loadModel(opts.checkpoint, {
-    numClasses,
-    inputChannels: meta.channels,
-    dropoutRate: meta.model.dropoutRate,
-    fpn: meta.model.fpn,
-  });
+  const session = await TrainSession.open(predictSpec(opts.checkpoint, meta));
   let images: Images | null = null;
   try {
     images = await Images.build({
@@ -305,7 +246,7 @@ export async function predictImages(opts: {
     });
     const idx = Int32Array.from(files, (_, i) => i);
     const x = await images.gather(idx, meta.evalOps, 0);
-    const logits = await model.forward(x, [files.length, meta.channels, height, width]);
+    const logits = await session.model.forward(x, [files.length, meta.channels, height, width]);
     return files.map((_f, i) => {
       const p = softmax(logits.subarray(i * numClasses, (i + 1) * numClasses));
       const label = p.indexOf(Math.max(...p));
@@ -318,7 +259,7 @@ export async function predictImages(opts: {
     });
   } finally {
     images?.close();
-    model.close();
+    session.close();
     await Deno.remove(cacheDir, { recursive: true });
   }
 }
@@ -355,17 +296,11 @@ export async function inspectData(
   config: ResolvedConfig,
   log: (l: string) => void = () => {},
 ): Promise<InspectResult> {
-  const ctx = ctxOf(config, log);
-  const loader = await createPlugin<Loader>("load", config.data.loader, ctx);
-  const sampler = await createPlugin<Sampler>("sample", config.sampler, ctx);
-  const stage = await createPlugin<TrainStage & { setNumClasses?(n: number): void }>(
-    "stage",
-    config.stage,
-    ctx,
-  );
-  const ds = await loadDataset(loader, config);
+  const data = await openRunData(config, { log, statsFromTrain: false });
+  data.close(); // no split opened: counts and the sampler's draws need only the labels
+  const { sampler, stage } = data.plugins;
+  const ds = data.dataset;
   const k = ds.classNames.length;
-  stage.setNumClasses?.(k);
   const counts: Record<string, number[]> = {};
   for (const s of ["train", "val", "test"] as const) {
     const split = ds[s];

@@ -9,17 +9,17 @@
  * whole model, usable by eval/predict) and `crt.json` (val metrics before and after).
  */
 import { join } from "node:path";
-import { createTrainer, loadModel } from "../model/hybridnet.ts";
-import type { NativeLossInput } from "../model/options.ts";
 import { manualSeed } from "../native/library.ts";
-import { formatSeedLines } from "../plugins/evaluate/classification.ts";
-import { loadConfig } from "./config.ts";
-import { batchCount, batchStream, DataError, openSplit, type SplitImages } from "./data.ts";
+import { loadConfig, type ResolvedConfig } from "./config.ts";
+import { batchCount, batchStream } from "./data.ts";
+import { DataError, UsageError } from "./errors.ts";
 import { createPlugin, type PluginSection } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
+import { openRunData, pluginContext, type RunData } from "./run-data.ts";
 import { writeAtomic } from "./rundir.ts";
-import { createPlugins, loadDataset, predictSplit, provideDatasetStats, trainDataInfo } from "./runner.ts";
-import type { Loss, Metrics, PluginContext, Sampler } from "./types.ts";
+import { formatSeedLines } from "./seed-format.ts";
+import { sessionSpec, TrainSession } from "./session.ts";
+import type { Loss, Metrics, Sampler, StagePlan } from "./types.ts";
 
 /** Options of `retrainClassifier`. */
 export interface CrtOptions {
@@ -52,129 +52,112 @@ export interface CrtResult {
   classNames: string[];
 }
 
+/** The run's checkpoint cRT starts from; a DataError when the run has none. */
+async function sourceCheckpoint(runDir: string, which: "best" | "last"): Promise<string> {
+  const source = join(runDir, "checkpoints", `${which}.safetensors`);
+  try {
+    await Deno.stat(source);
+  } catch {
+    throw new DataError(
+      `crt: ${source} does not exist (is ${runDir} a run folder with a ${which} checkpoint?)`,
+    );
+  }
+  return source;
+}
+
+/** The head-training epochs of cRT: class-balanced draws over all classes, one step per batch. */
+async function trainHead(session: TrainSession, o: {
+  config: ResolvedConfig;
+  data: RunData;
+  sampler: Sampler;
+  epochs: number;
+  batchSize: number;
+  maxSteps: number | null;
+  log(line: string): void;
+}): Promise<void> {
+  const { config, data, sampler, epochs, batchSize } = o;
+  const train = data.splits.train!;
+  const all = Array.from({ length: data.numClasses }, (_, k) => k);
+  const plan: StagePlan = { activeClasses: all, stageIndex: 0, stageCount: 1, maskInactive: false };
+  const rng = createRng(deriveSeed(config.seed, "crt-sampler"));
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    manualSeed(deriveSeed(config.seed, "crt-epoch", epoch));
+    session.beginEpoch(epoch, plan);
+    const order = sampler.sample(train.labels, all, epoch, rng);
+    const steps = batchCount(order.length, batchSize, o.maxSteps);
+    const batches = batchStream(train, order, {
+      batchSize,
+      ops: data.plugins.augment.trainOps,
+      seedOf: (k) => deriveSeed(config.seed, "crt", epoch, k),
+      maxBatches: o.maxSteps,
+      transformU8: data.plugins.augment.transformU8?.bind(data.plugins.augment),
+    });
+    for await (const b of batches) {
+      await session.step(b, { epoch, index: b.index, steps, stageIndex: 0, history: [] });
+    }
+    o.log(
+      `crt: epoch ${epoch + 1}/${epochs}: ${steps} steps, train loss ${session.endEpoch().loss.toFixed(4)}`,
+    );
+  }
+}
+
 /** Re-trains the head of `runDir`'s model; see the module doc. */
 export async function retrainClassifier(opts: CrtOptions): Promise<CrtResult> {
   const log = opts.log ?? ((l: string): void => console.error(l));
   const config = await loadConfig(join(opts.runDir, "config.yaml"));
   const which = opts.checkpoint ?? "best";
-  const source = join(opts.runDir, "checkpoints", `${which}.safetensors`);
-  try {
-    await Deno.stat(source);
-  } catch {
-    throw new DataError(
-      `crt: ${source} does not exist (is ${opts.runDir} a run folder with a ${which} checkpoint?)`,
-    );
-  }
+  const source = await sourceCheckpoint(opts.runDir, which);
   const epochs = opts.epochs ?? 2;
   if (!Number.isInteger(epochs) || epochs < 1) {
-    throw new DataError(`crt: epochs must be an integer >= 1; got ${epochs}`);
+    throw new UsageError(`crt: epochs must be an integer >= 1; got ${epochs}`);
   }
   const samplerSection = opts.sampler ?? { name: "inverse-frequency" };
   const lossSection = opts.loss ?? { name: "cross-entropy" };
   const lr = opts.lr ?? config.train.optimizer.lr;
   const batchSize = opts.batchSize ?? config.train.batchSize;
 
-  const ctx: PluginContext = { configDir: config.baseDir, seed: config.seed, epochs, log };
-  const plugins = await createPlugins(config, ctx);
+  const ctx = pluginContext(config, log, epochs);
   const sampler = await createPlugin<Sampler>("sample", samplerSection, ctx);
   const loss = await createPlugin<Loss>("loss", lossSection, ctx);
-  const ds = await loadDataset(plugins.loader, config);
-  if (!ds.val) {
-    throw new DataError("crt: the run's dataset has no val split to measure the re-trained head on");
-  }
-  const numClasses = ds.classNames.length;
-  const info = trainDataInfo(ds.classNames, ds.train.labels);
-  loss.setData?.(info);
-  plugins.evaluator.setData?.(info);
-
-  const [h, w] = config.data.imageSize;
-  const opened: SplitImages[] = [];
-  const open = async (s: NonNullable<typeof ds.val>, splitName: string): Promise<SplitImages> => {
-    const split = await openSplit(s, {
-      height: h,
-      width: w,
-      channels: config.data.channels,
-      cacheDir: config.data.cacheDir,
-      onBadImage: config.data.onBadImage,
-      log,
-      splitName,
-    });
-    opened.push(split);
-    return split;
-  };
-  const model = await loadModel(source, {
-    numClasses,
-    inputChannels: config.data.channels,
-    dropoutRate: config.model.dropoutRate,
-    fpn: config.model.fpn,
-  });
+  const data = await openRunData(config, { log, epochs, splits: ["train", "val"] });
+  let session: TrainSession | null = null;
   try {
-    const train = await open(ds.train, "train");
-    const val = await open(ds.val, "val");
-    await provideDatasetStats(plugins.augment, train);
-    const evaluate = async (): Promise<Metrics> => {
-      const logits = await predictSplit(model, val, batchSize, plugins.augment.evalOps);
-      const l = loss.compute(logits, val.labels, val.count, numClasses, null).loss;
-      return plugins.evaluator.evaluate(logits, val.labels, val.count, numClasses, l);
-    };
+    const { val } = data.splits;
+    if (!val) {
+      throw new DataError("crt: the run's dataset has no val split to measure the re-trained head on");
+    }
+    loss.setData?.(data.info);
+    const numClasses = data.numClasses;
+    session = await TrainSession.open(
+      sessionSpec(config, numClasses, { trainable: "head", weights: source, lr, trainerSeedKey: "crt" }),
+    );
+    const evaluate = async (): Promise<Metrics> =>
+      (await session!.validate(val, {
+        evaluator: data.plugins.evaluator,
+        loss,
+        batchSize,
+        ops: data.plugins.augment.evalOps,
+      })).all;
     const before = await evaluate();
     log(
       `crt: ${which} checkpoint on val: accuracy ${pct(before.accuracy)}, macro-F1 ${
         before.macroF1.toFixed(4)
       }`,
     );
-
-    const trainer = createTrainer(model, {
-      optimizer: { ...config.train.optimizer, lr },
-      clipGradNorm: config.train.clipGradNorm,
-      seed: deriveSeed(config.seed, "crt"),
-      trainable: "head",
+    // the loss plugin may not be native-capable; crt has no `nativeLoss: never` of its own, so the run's applies
+    session.train({ loss, nativeLoss: config.train.nativeLoss, lr: () => lr });
+    await trainHead(session, {
+      config,
+      data,
+      sampler,
+      epochs,
+      batchSize,
+      maxSteps: opts.maxStepsPerEpoch ?? null,
+      log,
     });
-    const all = Array.from({ length: numClasses }, (_, k) => k);
-    const plan = { activeClasses: all, stageIndex: 0, stageCount: 1, maskInactive: false };
-    const rng = createRng(deriveSeed(config.seed, "crt-sampler"));
-    const useNative = typeof loss.native === "function";
-    for (let epoch = 0; epoch < epochs; epoch++) {
-      manualSeed(deriveSeed(config.seed, "crt-epoch", epoch));
-      loss.startEpoch?.(epoch, plan);
-      if (useNative) trainer.setLoss(loss.native!(null) as NativeLossInput);
-      const order = sampler.sample(train.labels, all, epoch, rng);
-      const steps = batchCount(order.length, batchSize, opts.maxStepsPerEpoch ?? null);
-      let sum = 0, seen = 0;
-      for await (
-        const b of batchStream(train, order, {
-          batchSize,
-          ops: plugins.augment.trainOps,
-          seedOf: (k) => deriveSeed(config.seed, "crt", epoch, k),
-          maxBatches: opts.maxStepsPerEpoch ?? null,
-          transformU8: plugins.augment.transformU8?.bind(plugins.augment),
-        })
-      ) {
-        const n = b.shape[0];
-        let value: number;
-        if (useNative) {
-          value = (await trainer.trainStep(b.x, b.shape, b.targets)).loss;
-        } else {
-          const logits = await trainer.forwardTrain(b.x, b.shape);
-          const r = loss.compute(logits, b.targets, n, numClasses, null);
-          await trainer.backwardStep(r.grad);
-          value = r.loss;
-        }
-        if (!Number.isFinite(value)) {
-          throw new DataError(`crt: loss is ${value} at epoch ${epoch + 1}, step ${b.index + 1}`);
-        }
-        sum += value * n;
-        seen += n;
-      }
-      log(
-        `crt: epoch ${epoch + 1}/${epochs}: ${steps} steps, train loss ${
-          (sum / Math.max(seen, 1)).toFixed(4)
-        }`,
-      );
-    }
     const after = await evaluate();
     const out = join(opts.runDir, "checkpoints", "crt.safetensors");
-    await model.save(out);
+    await session.model.save(out);
     const result: CrtResult = {
       checkpoint: out,
       epochs,
@@ -183,13 +166,13 @@ export async function retrainClassifier(opts: CrtOptions): Promise<CrtResult> {
       lr,
       before,
       after,
-      classNames: ds.classNames,
+      classNames: data.classNames,
     };
     await writeAtomic(join(opts.runDir, "crt.json"), JSON.stringify(result, null, 2) + "\n");
     return result;
   } finally {
-    for (const s of opened) s.images.close();
-    model.close();
+    session?.close();
+    data.close();
   }
 }
 

@@ -5,13 +5,14 @@
  * (`cacheDir/<hash of the file list, size and channels>.hnc`); in-memory pixels are wrapped as
  * they are. Labels of images the decoder skipped (`onBadImage: skip`) are dropped.
  *
- * `trainBatches` yields batches with one gather in flight ahead: while the caller runs step k,
+ * `batchStream` yields batches with one gather in flight ahead: while the caller runs step k,
  * the gather of batch k+1 (a non-blocking native call on the Images handle) already runs. The
- * augmentation seed of a batch is `deriveSeed(runSeed, epoch, batchIndex)`, so a resumed run
- * sees the same pixels.
+ * augmentation seed of a batch is the caller's `seedOf(batchIndex)` (the run uses
+ * `deriveSeed(runSeed, epoch, batchIndex)`), so a resumed run sees the same pixels.
  */
 import { join } from "node:path";
 import { applyOps, Images } from "../native/images.ts";
+import { DataError } from "./errors.ts";
 import { createRng, deriveSeed } from "./rng.ts";
 import type { Augmenter, AugmentOp, Split } from "./types.ts";
 
@@ -35,11 +36,6 @@ export interface OpenSplitOptions {
   log(line: string): void;
   /** for messages: "train", "val", "test" */
   splitName: string;
-}
-
-/** A data problem the user must fix (printed without a stack). */
-export class DataError extends Error {
-  override readonly name = "DataError";
 }
 
 /** Hex SHA-256 prefix of the split's identity (file list, size, channels). */

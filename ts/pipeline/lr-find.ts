@@ -3,8 +3,8 @@
  * grows geometrically from `minLr` to `maxLr` (step i: minLr * (maxLr / minLr)^(i / (steps - 1))),
  * record the loss per step, and stop once the smoothed loss exceeds `divergeFactor` × its best.
  *
- * The data, plugins, model and trainer are built as `runPipeline` builds them (same seeds), with
- * the stage plan of epoch 0; the sampler is drawn again whenever an epoch's batches run out. No
+ * The data and the session are built as `runPipeline` builds them (same seeds), with the stage
+ * plan of epoch 0, and the sweep as the session's LR policy; the sampler is drawn again whenever an epoch's batches run out. No
  * run folder, checkpoint or val split: only `lr-find.csv` and `lr-find.svg` in `out`.
  *
  * Suggested LR: the LR where the smoothed loss falls fastest against log(LR) (the most negative
@@ -12,21 +12,14 @@
  * right before divergence. When the smoothed loss never falls, `minLr` with `descended: false`.
  */
 import { join } from "node:path";
-import type { NativeLossInput } from "../model/options.ts";
 import { manualSeed, setNumThreads } from "../native/library.ts";
-import { refineWithDataset, type ResolvedConfig } from "./config.ts";
-import { batchStream, DataError, openSplit, type SplitImages } from "./data.ts";
+import type { ResolvedConfig } from "./config.ts";
+import { batchStream } from "./data.ts";
+import { DataError, DivergenceError, UsageError } from "./errors.ts";
 import { createRng, deriveSeed } from "./rng.ts";
-import {
-  activeMask,
-  createPlugins,
-  loadDataset,
-  provideDatasetStats,
-  runModel,
-  runTrainer,
-  trainDataInfo,
-} from "./runner.ts";
-import type { PluginContext } from "./types.ts";
+import { openRunData } from "./run-data.ts";
+import { sessionSpec, type StepReport, TrainSession } from "./session.ts";
+import { axes, svgClose, svgOpen } from "./svg.ts";
 
 /** Options of `findLr`. */
 export interface LrFindOptions {
@@ -110,15 +103,8 @@ export function lrFindChart(
   const px = (lr: number): number => L + ((Math.log10(lr) - x0) / (x1 - x0)) * (W - L - R);
   const py = (y: number): number =>
     T + (1 - (Math.min(Math.max(y, yLo), yHi) - yLo) / (yHi - yLo)) * (H - T - B);
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${L}" y="18" font-size="13">LR finder: loss against learning rate (suggested ${
-      fmtLr(suggestedLr)
-    })</text>`,
-    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/>`,
-    `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`,
-  ];
+  const title = `LR finder: loss against learning rate (suggested ${fmtLr(suggestedLr)})`;
+  const out = [...svgOpen(W, H, L, title), ...axes(W, H, L, R, T, B)];
   for (let e = Math.ceil(x0 - 1e-9); e <= x1 + 1e-9; e++) {
     const x = px(10 ** e).toFixed(1);
     out.push(`<line x1="${x}" y1="${T}" x2="${x}" y2="${H - B}" stroke="#eee"/>`);
@@ -143,8 +129,7 @@ export function lrFindChart(
       out.push(`<text x="${W - R - 76}" y="${T + 13 + i * 16}">${name}</text>`);
     });
   }
-  out.push("</svg>");
-  return out.join("\n") + "\n";
+  return svgClose(out);
 }
 
 /** A short text summary of a sweep (for the CLI). */
@@ -167,92 +152,88 @@ export function formatLrFind(r: LrFindResult): string {
   return lines.join("\n");
 }
 
-/** Runs the LR range test on `config` (see the module doc); writes lr-find.csv/.svg into `opts.out`. */
-export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promise<LrFindResult> {
+/** Checks the sweep options; a UsageError says which one is off. */
+function sweepOptions(
+  opts: LrFindOptions,
+): { minLr: number; maxLr: number; steps: number; beta: number; divergeFactor: number } {
   const minLr = opts.minLr ?? 1e-7, maxLr = opts.maxLr ?? 1, steps = opts.steps ?? 100;
   const beta = opts.smoothing ?? 0.98, divergeFactor = opts.divergeFactor ?? 4;
   if (!(minLr > 0 && maxLr > minLr)) {
-    throw new RangeError(`findLr: need 0 < minLr < maxLr; got ${minLr}, ${maxLr}`);
+    throw new UsageError(`lr:find: need 0 < min < max; got ${minLr}, ${maxLr}`);
   }
-  if (!(Number.isInteger(steps) && steps >= 2)) throw new RangeError(`findLr: steps must be an integer >= 2`);
-  if (!(beta >= 0 && beta < 1)) throw new RangeError(`findLr: smoothing must be in [0, 1); got ${beta}`);
-  if (!(divergeFactor > 1)) throw new RangeError(`findLr: divergeFactor must be > 1; got ${divergeFactor}`);
-  if (config.device === "cuda") {
-    throw new DataError(
-      'device "cuda": the native model API of this build trains on the CPU; set device: cpu',
-    );
+  if (!(Number.isInteger(steps) && steps >= 2)) {
+    throw new UsageError(`lr:find: steps must be an integer >= 2; got ${steps}`);
   }
-  if (config.train.threads !== null) setNumThreads(config.train.threads);
-  const ctx: PluginContext = {
-    configDir: config.baseDir,
-    seed: config.seed,
-    epochs: config.train.epochs,
-    log: (l) => opts.log?.(l),
-  };
-  const { loader, augment, sampler, loss, stage } = await createPlugins(config, ctx);
-  const dataset = await loadDataset(loader, config);
-  const numClasses = dataset.classNames.length;
-  await refineWithDataset(config, numClasses, "config");
-  stage.setNumClasses?.(numClasses);
-  loss.setData?.(trainDataInfo(dataset.classNames, dataset.train.labels));
+  if (!(beta >= 0 && beta < 1)) throw new UsageError(`lr:find: smoothing must be in [0, 1); got ${beta}`);
+  if (!(divergeFactor > 1)) throw new UsageError(`lr:find: divergeFactor must be > 1; got ${divergeFactor}`);
+  return { minLr, maxLr, steps, beta, divergeFactor };
+}
 
-  const [h, w] = config.data.imageSize;
-  const train: SplitImages = await openSplit(dataset.train, {
-    height: h,
-    width: w,
-    channels: config.data.channels,
-    cacheDir: config.data.cacheDir,
-    onBadImage: config.data.onBadImage,
-    log: (l) => opts.log?.(l),
-    splitName: "train",
-  });
-  const model = runModel(config, numClasses);
+/** Writes lr-find.csv and lr-find.svg into `out`; returns their paths. */
+async function writeSweep(
+  out: string,
+  points: LrFindPoint[],
+  suggestedLr: number,
+  minLr: number,
+  maxLr: number,
+): Promise<{ csv: string; svg: string }> {
+  await Deno.mkdir(out, { recursive: true });
+  const csv = join(out, "lr-find.csv"), svg = join(out, "lr-find.svg");
+  const rows = points.map((p) => `${p.step},${p.lr},${p.loss},${p.smoothed}`);
+  await Deno.writeTextFile(csv, ["step,lr,loss,smoothed", ...rows].join("\n") + "\n");
+  await Deno.writeTextFile(svg, lrFindChart(points, suggestedLr, minLr, maxLr));
+  return { csv, svg };
+}
+
+/** Runs the LR range test on `config` (see the module doc); writes lr-find.csv/.svg into `opts.out`. */
+export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promise<LrFindResult> {
+  const { minLr, maxLr, steps, beta, divergeFactor } = sweepOptions(opts);
+  if (config.train.threads !== null) setNumThreads(config.train.threads);
+  const log = (l: string): void => opts.log?.(l);
+  const data = await openRunData(config, { log, splits: ["train"] });
+  let session: TrainSession | null = null;
   try {
-    await provideDatasetStats(augment, train);
-    const trainer = runTrainer(config, model);
+    const train = data.splits.train!;
+    const { augment, sampler, loss, stage } = data.plugins;
+    session = await TrainSession.open(sessionSpec(config, data.numClasses));
+    session.train({
+      loss,
+      nativeLoss: config.train.nativeLoss,
+      lr: (p) => sweepLr(p.index, steps, minLr, maxLr),
+    });
     manualSeed(deriveSeed(config.seed, "epoch", 0));
     const plan = stage.plan(0, []);
-    const mask = activeMask(plan, numClasses);
-    loss.startEpoch?.(0, plan);
-    const useNative = config.train.nativeLoss === "auto" && typeof loss.native === "function";
-    if (useNative) trainer.setLoss(loss.native!(mask) as NativeLossInput);
-
+    session.beginEpoch(0, plan);
     const rng = createRng(deriveSeed(config.seed, "sampler"));
     const points: LrFindPoint[] = [];
     let avg = 0, best = Infinity;
     let stop: LrFindResult["stop"] = "done";
     sweep: for (let draw = 0; points.length < steps; draw++) {
       const order = sampler.sample(train.labels, plan.activeClasses, draw, rng);
-      if (order.length === 0) throw new DataError("findLr: the sampler drew no training images for epoch 0");
-      for await (
-        const b of batchStream(train, order, {
-          batchSize: config.train.batchSize,
-          ops: augment.trainOps,
-          seedOf: (k) => deriveSeed(config.seed, "lr-find", draw, k),
-          maxBatches: steps - points.length,
-          transformU8: augment.transformU8?.bind(augment),
-        })
-      ) {
+      if (order.length === 0) throw new DataError("lr:find: the sampler drew no training images for epoch 0");
+      const batches = batchStream(train, order, {
+        batchSize: config.train.batchSize,
+        ops: augment.trainOps,
+        seedOf: (k) => deriveSeed(config.seed, "lr-find", draw, k),
+        maxBatches: steps - points.length,
+        transformU8: augment.transformU8?.bind(augment),
+      });
+      for await (const b of batches) {
         const i = points.length;
-        const lr = sweepLr(i, steps, minLr, maxLr);
-        trainer.setLr(lr);
-        let value: number;
-        if (useNative) {
-          value = (await trainer.trainStep(b.x, b.shape, b.targets)).loss;
-        } else {
-          const logits = await trainer.forwardTrain(b.x, b.shape);
-          const r = loss.compute(logits, b.targets, b.shape[0], numClasses, mask);
-          await trainer.backwardStep(r.grad);
-          value = r.loss;
-        }
-        if (!Number.isFinite(value)) {
+        const pos = { epoch: 0, index: i, steps, stageIndex: plan.stageIndex, history: [] };
+        let r: StepReport;
+        try {
+          r = await session.step(b, pos);
+        } catch (err) {
+          if (!(err instanceof DivergenceError)) throw err;
           stop = "non-finite";
           break sweep;
         }
+        const value = r.loss!;
         avg = beta * avg + (1 - beta) * value;
         const smoothed = avg / (1 - beta ** (i + 1));
-        points.push({ step: i, lr, loss: value, smoothed });
-        opts.log?.(`lr-find step ${i + 1}/${steps}: lr ${fmtLr(lr)} loss ${value.toFixed(4)}`);
+        points.push({ step: i, lr: r.lr, loss: value, smoothed });
+        opts.log?.(`lr-find step ${i + 1}/${steps}: lr ${fmtLr(r.lr)} loss ${value.toFixed(4)}`);
         if (smoothed > divergeFactor * best) {
           stop = "diverged";
           break sweep;
@@ -260,17 +241,12 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
         best = Math.min(best, smoothed);
       }
     }
-
     const k = steepestDescent(points.map((p) => p.smoothed));
     const suggestedLr = k >= 0 ? points[k].lr : minLr;
-    await Deno.mkdir(opts.out, { recursive: true });
-    const csv = join(opts.out, "lr-find.csv"), svg = join(opts.out, "lr-find.svg");
-    const rows = points.map((p) => `${p.step},${p.lr},${p.loss},${p.smoothed}`);
-    await Deno.writeTextFile(csv, ["step,lr,loss,smoothed", ...rows].join("\n") + "\n");
-    await Deno.writeTextFile(svg, lrFindChart(points, suggestedLr, minLr, maxLr));
+    const { csv, svg } = await writeSweep(opts.out, points, suggestedLr, minLr, maxLr);
     return { points, suggestedLr, descended: k >= 0, stop, minLr, maxLr, csv, svg };
   } finally {
-    model.close();
-    train.images.close();
+    session?.close();
+    data.close();
   }
 }

@@ -1,0 +1,365 @@
+/**
+ * `TrainSession`: one model on one device, and what training it needs — the trainer, the loss
+ * path, the LR policy, `step`, `predict`/`validate`, the best/early-stop decisions, checkpoint
+ * saving and `close()`. Every command that touches a model goes through one: `train` (the epoch
+ * loop in runner.ts), `crt` (trainable head), `lr:find` (an LR sweep as its policy), `eval` and
+ * `predict` (no trainer), `compare` (through `train`) and the benchmark (the data-free core:
+ * `TrainSession.open` with options, no config).
+ *
+ * The loss path is fixed when the session is built: a loss with a native twin trains in one
+ * native call per step (no host round trip); otherwise the logits cross to TS, the loss plugin
+ * computes the gradient and a second call steps (the logits boundary, docs/ABI.md).
+ *
+ * `step` returns the batch loss only when it is read (`readLossEvery` steps; 1 on the CPU, where
+ * the one-call step returns it anyway); the epoch's train figures accumulate in the session and
+ * come out of `endEpoch()`, so nothing in this contract forces a host sync per step.
+ */
+import { createModel, createTrainer, loadModel } from "../model/hybridnet.ts";
+import type { HybridNetOptionsInput, TrainerOptionsInput } from "../model/options.ts";
+import type { Model } from "../native/model.ts";
+import type { Trainer } from "../native/trainer.ts";
+import type { ResolvedConfig } from "./config.ts";
+import { evalStream, type SplitImages } from "./data.ts";
+import { type Device, resolveDevice } from "./device.ts";
+import { DivergenceError } from "./errors.ts";
+import { type CheckpointAction, RunDecisions, type RunDecisionsState } from "./policies.ts";
+import { deriveSeed } from "./rng.ts";
+import { type CheckpointWriters, type RunPaths, saveBestWeights, saveLastCheckpoint } from "./rundir.ts";
+import { scheduleLr } from "./schedules.ts";
+import type { AugmentOp, EpochMetrics, Evaluator, Loss, Metrics, StagePlan } from "./types.ts";
+
+/** What the data-free core of a session is built from. */
+export interface SessionSpec {
+  device: Device;
+  /** architecture, kernel options and the init seed */
+  model: HybridNetOptionsInput;
+  /** null: inference only (eval, predict) */
+  trainer: TrainerOptionsInput | null;
+  /** safetensors weights to load after building the model */
+  weights?: string;
+}
+
+/** Where in a run a step is: what an LR policy needs. */
+export interface StepPosition {
+  epoch: number;
+  /** 0-based step within the epoch */
+  index: number;
+  /** steps in this epoch */
+  steps: number;
+  stageIndex: number;
+  /** figures of the earlier epochs, oldest first */
+  history: readonly EpochMetrics[];
+}
+
+/** The learning rate of a step. */
+export type LrPolicy = (pos: StepPosition) => number;
+
+/** One training batch as the session takes it. */
+export interface StepBatch {
+  x: Float32Array;
+  shape: [number, number, number, number];
+  targets: Int32Array;
+}
+
+/** What one step reports: its LR, and the batch's mean loss when it was read this step. */
+export interface StepReport {
+  lr: number;
+  loss: number | null;
+}
+
+/** The train figures of an epoch, from the steps since `beginEpoch`. */
+export interface EpochTrainFigures {
+  /** mean loss over the images (of the steps whose loss was read) */
+  loss: number;
+  /** train-mode logits [images, classes] and targets, for the evaluator */
+  logits: Float32Array;
+  targets: Int32Array;
+  images: number;
+  steps: number;
+}
+
+/** Options of `sessionSpec`: what differs between a run, cRT and inference. */
+export interface SpecOptions {
+  /** "none": no trainer (eval, predict); "head": only the classifier trains (cRT) */
+  trainable?: "all" | "head" | "none";
+  /** weights to start from */
+  weights?: string;
+  /** base LR of the trainer (default: the config's) */
+  lr?: number;
+  /** the name the trainer's seed is derived from (default "trainer") */
+  trainerSeedKey?: string;
+}
+
+/** The session spec of a run of `config` on a dataset of `numClasses` classes. */
+export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecOptions = {}): SessionSpec {
+  const trainable = o.trainable ?? "all";
+  return {
+    device: resolveDevice(config.device),
+    model: {
+      numClasses,
+      inputChannels: config.data.channels,
+      dropoutRate: config.model.dropoutRate,
+      fpn: config.model.fpn,
+      kernels: config.model.kernels,
+      seed: deriveSeed(config.seed, "model"),
+    },
+    trainer: trainable === "none" ? null : {
+      optimizer: { ...config.train.optimizer, lr: o.lr ?? config.train.optimizer.lr },
+      clipGradNorm: config.train.clipGradNorm,
+      seed: deriveSeed(config.seed, o.trainerSeedKey ?? "trainer"),
+      trainable,
+    },
+    weights: o.weights,
+  };
+}
+
+/** The LR policy of `config`'s `train.schedule`. */
+export function scheduleOf(config: ResolvedConfig): LrPolicy {
+  const { schedule, optimizer, epochs } = config.train;
+  return (p) =>
+    scheduleLr(schedule, optimizer.lr, {
+      progress: p.epoch + p.index / p.steps,
+      epochs,
+      epoch: p.epoch,
+      stageIndex: p.stageIndex,
+      history: p.history,
+      stepsPerEpoch: p.steps,
+    });
+}
+
+/** The loss's class mask of a plan: 1 = active; null when inactive classes are not masked. */
+export function activeMask(plan: StagePlan, numClasses: number): Uint8Array | null {
+  if (!plan.maskInactive) return null;
+  const m = new Uint8Array(numClasses);
+  for (const k of plan.activeClasses) m[k] = 1;
+  return m;
+}
+
+/** Rows of `logits`/`labels` whose label is in `classes`. */
+function rowsOf(
+  logits: Float32Array,
+  labels: Int32Array,
+  c: number,
+  classes: number[],
+): [Float32Array, Int32Array] {
+  const keep = new Uint8Array(c);
+  for (const k of classes) keep[k] = 1;
+  const idx: number[] = [];
+  for (let i = 0; i < labels.length; i++) if (keep[labels[i]]) idx.push(i);
+  const l = new Float32Array(idx.length * c);
+  idx.forEach((i, j) => l.set(logits.subarray(i * c, (i + 1) * c), j * c));
+  return [l, Int32Array.from(idx, (i) => labels[i])];
+}
+
+/** The training parts a session needs beyond the model (absent for inference). */
+export interface TrainingParts {
+  loss: Loss;
+  /** "auto": the loss's native twin when it has one; "never": always the logits boundary */
+  nativeLoss: "auto" | "never";
+  lr: LrPolicy;
+  /** best checkpoint and early stopping; null: no decisions (cRT, lr:find) */
+  decisions?: RunDecisions | null;
+  /** read the loss back every this many steps (default 1) */
+  readLossEvery?: number;
+}
+
+/** See the module doc. */
+export class TrainSession {
+  readonly model: Model;
+  readonly device: Device;
+  #trainer: Trainer | null;
+  #parts: TrainingParts | null = null;
+  #native = false;
+  #mask: Uint8Array | null = null;
+  #epoch = { logits: [] as Float32Array[], targets: [] as Int32Array[], lossSum: 0, lossImages: 0, steps: 0 };
+  #closed = false;
+
+  private constructor(model: Model, trainer: Trainer | null, device: Device) {
+    this.model = model;
+    this.#trainer = trainer;
+    this.device = device;
+  }
+
+  /** The data-free core: builds the model (loading `spec.weights`) and its trainer. */
+  static async open(spec: SessionSpec): Promise<TrainSession> {
+    const model = spec.weights === undefined
+      ? createModel(spec.model)
+      : await loadModel(spec.weights, spec.model);
+    try {
+      const trainer = spec.trainer === null ? null : createTrainer(model, spec.trainer);
+      return new TrainSession(model, trainer, spec.device);
+    } catch (err) {
+      model.close();
+      throw err;
+    }
+  }
+
+  get numClasses(): number {
+    return this.model.numClasses;
+  }
+
+  /** The trainer; throws for an inference-only session. */
+  get trainer(): Trainer {
+    if (this.#trainer === null) throw new Error("TrainSession: this session has no trainer (inference only)");
+    return this.#trainer;
+  }
+
+  /** Whether steps run the loss natively in one call. */
+  get nativeLoss(): boolean {
+    return this.#native;
+  }
+
+  /** Sets the loss path, LR policy and decisions (once, before the first step). */
+  train(parts: TrainingParts): this {
+    this.trainer; // throws for inference-only sessions
+    this.#parts = parts;
+    this.#native = parts.nativeLoss === "auto" && typeof parts.loss.native === "function";
+    return this;
+  }
+
+  get decisions(): RunDecisions | null {
+    return this.#parts?.decisions ?? null;
+  }
+
+  #training(): TrainingParts {
+    if (this.#parts === null) throw new Error("TrainSession: call train(parts) before stepping");
+    return this.#parts;
+  }
+
+  /**
+   * Starts an epoch under `plan`: the loss learns the epoch (and DRW-like switches), the native
+   * twin is set again (asked every epoch: a loss may change over the run), the accumulator resets.
+   */
+  beginEpoch(epoch: number, plan: StagePlan): void {
+    const { loss } = this.#training();
+    this.#mask = activeMask(plan, this.numClasses);
+    loss.startEpoch?.(epoch, plan);
+    if (this.#native) this.trainer.setLoss(loss.native!(this.#mask));
+    this.#epoch = { logits: [], targets: [], lossSum: 0, lossImages: 0, steps: 0 };
+  }
+
+  /** One optimizer step on `batch` at `pos` (the LR policy sets the LR first). */
+  async step(batch: StepBatch, pos: StepPosition): Promise<StepReport> {
+    const parts = this.#training();
+    const trainer = this.trainer;
+    const lr = parts.lr(pos);
+    trainer.setLr(lr);
+    const n = batch.shape[0];
+    let loss: number, logits: Float32Array;
+    if (this.#native) {
+      ({ loss, logits } = await trainer.trainStep(batch.x, batch.shape, batch.targets));
+    } else {
+      logits = await trainer.forwardTrain(batch.x, batch.shape);
+      const r = parts.loss.compute(logits, batch.targets, n, this.numClasses, this.#mask);
+      await trainer.backwardStep(r.grad);
+      loss = r.loss;
+    }
+    if (!Number.isFinite(loss)) {
+      throw new DivergenceError(
+        `training diverged: loss is ${loss} at epoch ${pos.epoch + 1}, step ${pos.index + 1}; ` +
+          `lower train.optimizer.lr or set train.clipGradNorm`,
+      );
+    }
+    const e = this.#epoch;
+    e.logits.push(logits);
+    e.targets.push(batch.targets);
+    e.lossSum += loss * n;
+    e.lossImages += n;
+    e.steps++;
+    return { lr, loss };
+  }
+
+  /** The train figures of the steps since `beginEpoch`. */
+  endEpoch(): EpochTrainFigures {
+    const e = this.#epoch;
+    const images = e.targets.reduce((a, t) => a + t.length, 0);
+    const logits = new Float32Array(images * this.numClasses);
+    const targets = new Int32Array(images);
+    let off = 0;
+    e.targets.forEach((t, i) => {
+      logits.set(e.logits[i], off * this.numClasses);
+      targets.set(t, off);
+      off += t.length;
+    });
+    return { loss: e.lossSum / Math.max(e.lossImages, 1), logits, targets, images, steps: e.steps };
+  }
+
+  /** Eval-mode logits of a whole split, in split order. */
+  async predict(split: SplitImages, batchSize: number, ops: AugmentOp[]): Promise<Float32Array> {
+    const c = this.numClasses;
+    const out = new Float32Array(split.count * c);
+    let off = 0;
+    for await (const b of evalStream(split, batchSize, ops)) {
+      out.set(await this.model.forward(b.x, b.shape), off);
+      off += b.shape[0] * c;
+    }
+    return out;
+  }
+
+  /**
+   * Metrics of a split: on all classes, and (with a plan) on the plan's active classes with the
+   * loss masked as in training. The loss figure is the given loss plugin's mean.
+   */
+  async validate(
+    split: SplitImages,
+    o: { evaluator: Evaluator; loss: Loss; batchSize: number; ops: AugmentOp[]; plan?: StagePlan },
+  ): Promise<{ all: Metrics; active: Metrics; logits: Float32Array }> {
+    const c = this.numClasses;
+    const logits = await this.predict(split, o.batchSize, o.ops);
+    const meanLoss = (l: Float32Array, t: Int32Array, mask: Uint8Array | null): number =>
+      t.length === 0 ? Number.NaN : o.loss.compute(l, t, t.length, c, mask).loss;
+    const all = o.evaluator.evaluate(
+      logits,
+      split.labels,
+      split.count,
+      c,
+      meanLoss(logits, split.labels, null),
+    );
+    if (!o.plan) return { all, active: all, logits };
+    const [al, at] = rowsOf(logits, split.labels, c, o.plan.activeClasses);
+    const activeLoss = meanLoss(al, at, activeMask(o.plan, c));
+    const active = o.evaluator.evaluate(
+      logits,
+      split.labels,
+      split.count,
+      c,
+      activeLoss,
+      o.plan.activeClasses,
+    );
+    return { all, active, logits };
+  }
+
+  /** Best/early-stop decisions after an epoch (see RunDecisions); none without decisions. */
+  decide(
+    figures: EpochMetrics,
+    evaluated: boolean,
+  ): { improved: boolean; stop: boolean; actions: CheckpointAction[] } {
+    const d = this.decisions;
+    if (d === null) return { improved: false, stop: false, actions: ["last"] };
+    return d.afterEpoch(figures, evaluated);
+  }
+
+  /** Writes the checkpoints `actions` names: best weights, then the `last` set with `json`. */
+  async save(paths: RunPaths, actions: CheckpointAction[], json: unknown): Promise<void> {
+    const writers: CheckpointWriters = {
+      saveWeights: (p) => this.model.save(p),
+      saveState: (p) => this.trainer.saveState(p),
+    };
+    if (actions.includes("best")) await saveBestWeights(paths, writers);
+    await saveLastCheckpoint(paths, writers, json);
+  }
+
+  /** Loads the `last` weights and optimizer state of `paths`, and the decisions' state. */
+  async restore(paths: RunPaths, decisions: RunDecisionsState): Promise<void> {
+    await this.model.load(paths.lastWeights);
+    await this.trainer.loadState(paths.lastState);
+    this.decisions?.loadStateDict(decisions);
+  }
+
+  /** Frees the trainer and the model (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.model.close();
+  }
+}
