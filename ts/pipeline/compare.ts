@@ -14,9 +14,10 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { loadConfig, parseYaml } from "./config.ts";
-import { DataError } from "./data.ts";
+import { ConfigError, DataError, UsageError } from "./errors.ts";
 import { runPipeline, type RunResult } from "./runner.ts";
 import { writeAtomic } from "./rundir.ts";
+import { escapeXml, svgClose, svgOpen } from "./svg.ts";
 import type { Metrics } from "./types.ts";
 
 const SetList = z.array(z.string().regex(/^[^=\s]+=/, "expected key.path=value"));
@@ -102,14 +103,14 @@ export function expandRecipes(spec: CompareSpec): Recipe[] {
       });
     }
   }
-  if (out.length === 0) throw new DataError("compare: the spec has no recipes and no grid");
+  if (out.length === 0) throw new UsageError("compare: the spec has no recipes and no grid");
   const seen = new Set<string>();
   for (const r of out) {
-    if (seen.has(r.name)) throw new DataError(`compare: two recipes are named "${r.name}"`);
+    if (seen.has(r.name)) throw new UsageError(`compare: two recipes are named "${r.name}"`);
     seen.add(r.name);
   }
   if (spec.baseline !== null && !seen.has(spec.baseline)) {
-    throw new DataError(
+    throw new UsageError(
       `compare: baseline "${spec.baseline}" is not one of the recipes (${[...seen].join(", ")})`,
     );
   }
@@ -121,8 +122,11 @@ export async function loadCompareSpec(file: string): Promise<CompareSpec> {
   const raw = parseYaml(await Deno.readTextFile(file), file);
   const parsed = CompareSpecSchema.safeParse(raw);
   if (!parsed.success) {
-    const msg = parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"} — ${i.message}`).join("\n  ");
-    throw new DataError(`${file}: invalid compare spec:\n  ${msg}`);
+    const issues = parsed.error.issues.map((i) => ({
+      path: i.path as (string | number)[],
+      message: i.message,
+    }));
+    throw new ConfigError(file, issues, { cause: parsed.error });
   }
   const spec = parsed.data;
   if (!isAbsolute(spec.config)) spec.config = resolve(dirname(resolve(file)), spec.config);
@@ -276,22 +280,17 @@ export function compareMarkdown(
   return { md: lines.join("\n"), best: v.best };
 }
 
-function escapeXml(s: string): string {
-  return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
-}
-
 /** A horizontal bar chart: mean metric per recipe, whiskers ± std, one dot per seed. */
 export function compareChart(sums: RecipeSummary[], metric: string): string {
   const W = 720, row = 28, L = 230, R = 70, T = 36;
   const H = T + row * sums.length + 30;
   const px = (v: number): number => L + Math.max(0, Math.min(1, v)) * (W - L - R);
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${L}" y="20" font-size="13">val ${
-      escapeXml(metric)
-    } per recipe (final epoch; bar = mean, whisker = ±1 std, dots = seeds)</text>`,
-  ];
+  const out = svgOpen(
+    W,
+    H,
+    L,
+    `val ${escapeXml(metric)} per recipe (final epoch; bar = mean, whisker = ±1 std, dots = seeds)`,
+  );
   for (let t = 0; t <= 10; t += 2) {
     const x = px(t / 10);
     out.push(`<line x1="${x}" y1="${T - 4}" x2="${x}" y2="${H - 26}" stroke="#eee"/>`);
@@ -313,8 +312,7 @@ export function compareChart(sums: RecipeSummary[], metric: string): string {
     }
     out.push(`<text x="${px(m.mean + m.std) + 6}" y="${y + 16}">${m.mean.toFixed(3)}</text>`);
   });
-  out.push("</svg>");
-  return out.join("\n");
+  return svgClose(out);
 }
 
 /** A short stable hash of what decides the runs, so a changed spec is not mixed with old results. */
@@ -355,7 +353,7 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
   try {
     state = JSON.parse(await Deno.readTextFile(statePath)) as CompareState;
     if (state.specHash !== hash) {
-      throw new DataError(
+      throw new UsageError(
         `compare: ${statePath} was made by a different spec (recipes, seeds, config or shared overrides ` +
           `changed); give the comparison a new name, or remove that folder`,
       );
@@ -439,11 +437,11 @@ export function specFromArgs(o: {
   name: string;
   metric?: CompareSpec["metric"];
 }): CompareSpec {
-  if (o.configs.length === 0) throw new DataError("compare: give a spec file, or at least one --config");
+  if (o.configs.length === 0) throw new UsageError("compare: give a spec file, or at least one --config");
   const grid: Record<string, unknown[]> = {};
   for (const g of o.grid) {
     const eq = g.indexOf("=");
-    if (eq <= 0) throw new DataError(`compare: --grid ${g}: expected key.path=v1,v2,...`);
+    if (eq <= 0) throw new UsageError(`compare: --grid ${g}: expected key.path=v1,v2,...`);
     grid[g.slice(0, eq)] = g.slice(eq + 1).split(",").map((v) => YAML.parse(v));
   }
   const base = resolve(o.configs[0]);
