@@ -24,7 +24,7 @@ Deno.test("lr-find: sweep LRs and the steepest descent (pure parts)", () => {
   for (const tick of ["1e-3", "1e-2", "1e-1"]) assert.ok(svg.includes(`>${tick}<`), tick);
 });
 
-Deno.test("lr-find: a real sweep on the synthetic loader writes the CSV and SVG", async () => {
+Deno.test("lr-find: a real synthetic sweep: the CSV is the points, smoothed is their EMA, the suggestion the steepest descent", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hn-lrfind-" });
   try {
     const config = await configIn(
@@ -67,16 +67,65 @@ train:
       r.points[0].loss,
       "bias correction: the first smoothed value is the loss",
     );
-    assert.ok(r.suggestedLr >= minLr && r.suggestedLr <= maxLr, `suggested ${r.suggestedLr}`);
 
+    // the CSV holds the points at full precision
     const csv = (await Deno.readTextFile(join(out, "lr-find.csv"))).trim().split("\n");
     assert.equal(csv[0], "step,lr,loss,smoothed");
-    assert.equal(csv.length, r.points.length + 1);
-    assert.equal(Number(csv[1].split(",")[1]), minLr);
-    assert.match(await Deno.readTextFile(join(out, "lr-find.svg")), /<polyline/);
+    const rows = csv.slice(1).map((l) => l.split(",").map(Number));
+    assert.deepEqual(rows, r.points.map((p) => [p.step, p.lr, p.loss, p.smoothed]));
+    assert.equal(rows[0][1], minLr);
+
+    // smoothed = the bias-corrected EMA (default weight 0.98) of the loss column, recomputed
+    const beta = 0.98;
+    let avg = 0;
+    rows.forEach(([i, , loss, smoothed]) => {
+      avg = beta * avg + (1 - beta) * loss;
+      const want = avg / (1 - beta ** (i + 1));
+      assert.ok(
+        Math.abs(smoothed - want) <= 1e-12 * Math.abs(want),
+        `smoothed of step ${i}: ${smoothed} vs ${want}`,
+      );
+    });
+
+    // the stop rule: "done" ran every step; "diverged" stopped at the first smoothed loss above
+    // 4x the best before it, and no earlier step crossed that line
+    const sm = rows.map((row) => row[3]);
+    const crossed = sm.map((v, i) => i > 0 && v > 4 * Math.min(...sm.slice(0, i)));
+    if (r.stop === "done") assert.equal(rows.length, steps);
+    if (r.stop === "diverged") {
+      assert.equal(crossed.indexOf(true), rows.length - 1, `stop at step ${rows.length - 1}`);
+    } else {
+      assert.equal(crossed.indexOf(true), -1, `step ${crossed.indexOf(true)} diverged but the sweep went on`);
+    }
+
+    // the suggestion: the LR of the most negative central difference of the smoothed column
+    let k = -1, steepest = 0;
+    sm.forEach((_, i) => {
+      const a = Math.max(0, i - 1), b = Math.min(sm.length - 1, i + 1);
+      const slope = (sm[b] - sm[a]) / (b - a);
+      if (slope < steepest) [k, steepest] = [i, slope];
+    });
+    assert.ok(k >= 0, "a learnable set: the smoothed loss falls somewhere in the sweep");
+    assert.equal(r.descended, true);
+    assert.equal(r.suggestedLr, rows[k][1], `suggested ${r.suggestedLr}, steepest descent at step ${k}`);
+    // on a learnable set the loss falls at moderate LRs and rises again at the largest ones; the
+    // suggestion sits on the way down, not at (or past) the lowest loss
+    const lowest = sm.indexOf(Math.min(...sm));
+    assert.ok(sm[lowest] < 0.95 * sm[0], `lowest smoothed loss ${sm[lowest]} vs first ${sm[0]}`);
+    assert.ok(sm.at(-1)! > 1.2 * sm[lowest], `last smoothed loss ${sm.at(-1)} vs lowest ${sm[lowest]}`);
+    assert.ok(k <= lowest, `suggestion at step ${k}, lowest loss at step ${lowest}`);
+    assert.ok(r.suggestedLr <= rows[lowest][1]);
+
+    const svgText = await Deno.readTextFile(join(out, "lr-find.svg"));
+    assert.match(svgText, /<polyline/);
+    assert.ok(
+      svgText.includes(`(suggested ${r.suggestedLr.toExponential(2)})`),
+      "the chart names the suggestion",
+    );
     const text = formatLrFind(r);
     assert.match(text, /^LR finder: \d+ steps from lr 1\.00e-5/);
     assert.ok(text.includes("lr-find.csv"));
+    assert.ok(text.includes(`suggested lr ${r.suggestedLr.toExponential(2)}`), text);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
