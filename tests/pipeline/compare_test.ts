@@ -103,13 +103,54 @@ recipes:
       r.state.cells.every((c) => c.status === "done" && c.result!.epochs === 2),
       "every cell finished",
     );
+    // each cell's figures are its run's final epoch in metrics.jsonl
     for (const c of r.state.cells) {
-      assert.ok(c.result!.macroF1 >= 0 && c.result!.macroF1 <= 1);
-      assert.equal(c.result!.perClassRecall.length, 4);
+      const epochs = (await Deno.readTextFile(join(c.dir!, "metrics.jsonl"))).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      assert.deepEqual(epochs.map((e) => e.epoch), [0, 1], `${c.recipe} seed ${c.seed}: epochs`);
+      const val = epochs[1].val.all;
+      const res = c.result!;
+      assert.equal(res.macroF1, val.macroF1, `${c.recipe} seed ${c.seed}: macro-F1 of the final epoch`);
+      assert.equal(res.accuracy, val.accuracy);
+      assert.equal(res.balancedAccuracy, val.balancedAccuracy);
+      assert.deepEqual(res.perClassRecall, val.perClass.map((k: { recall: number }) => k.recall));
+      // and the accuracy is the confusion matrix's diagonal share (6 val images per class)
+      const conf = val.confusion as number[][];
+      assert.equal(conf.flat().reduce((a, b) => a + b, 0), 24);
+      assert.equal(res.accuracy, conf.reduce((a, row, k) => a + row[k], 0) / 24);
     }
-    assert.match(r.markdown, /\| shuffle-ce \(baseline\) \| 2\/2 \|/);
-    assert.match(r.markdown, /\| inverse-focal \| 2\/2 \|/);
-    assert.match(r.markdown, /Best recipe: \*\*/);
+    // compare.json on disk is the returned state
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(join(r.dir, "compare.json"))), r.state);
+    // compare.md: mean ± sample std over the two seeds (in %), recomputed from the cells
+    const stats = (xs: number[]): [number, number] => {
+      const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+      return [m, Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1))];
+    };
+    const pctOf = (xs: number[]): string => stats(xs).map((v) => (100 * v).toFixed(2)).join(" ± ");
+    const means: Record<string, number> = {};
+    for (
+      const [recipe, label] of [["shuffle-ce", "shuffle-ce (baseline)"], ["inverse-focal", "inverse-focal"]]
+    ) {
+      const res = r.state.cells.filter((c) => c.recipe === recipe).map((c) => c.result!);
+      assert.equal(res.length, 2);
+      const row = `| ${label} | 2/2 | ${pctOf(res.map((x) => x.accuracy))} | ${
+        pctOf(res.map((x) => x.macroF1))
+      } | ${pctOf(res.map((x) => x.balancedAccuracy))} |`;
+      assert.ok(r.markdown.includes(row), `compare.md lacks the row ${row}:\n${r.markdown}`);
+      const recalls = [0, 1, 2, 3].map((k) =>
+        (100 * stats(res.map((x) => x.perClassRecall[k]))[0]).toFixed(1)
+      );
+      assert.ok(
+        r.markdown.includes(`| ${recipe} | ${recalls.join(" | ")} |`),
+        `per-class recall of ${recipe}`,
+      );
+      means[recipe] = stats(res.map((x) => x.macroF1))[0];
+    }
+    const best = means["inverse-focal"] > means["shuffle-ce"] ? "inverse-focal" : "shuffle-ce";
+    assert.equal(r.best, best, `mean macro-F1 ${JSON.stringify(means)}`);
+    assert.match(r.markdown, new RegExp(`Best recipe: \\*\\*${best}\\*\\*`));
+    assert.equal(await Deno.readTextFile(join(r.dir, "compare.md")), r.markdown);
     const files = [...Deno.readDirSync(r.dir)].map((e) => e.name).sort();
     assert.deepEqual(files, ["compare.json", "compare.md", "compare.svg", "runs", "spec.yaml"]);
     assert.match(await Deno.readTextFile(join(r.dir, "compare.svg")), /^<svg/);
