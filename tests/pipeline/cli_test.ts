@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { plugin as synthetic } from "../../ts/plugins/load/synthetic.ts";
 import { runPipeline } from "../../ts/pipeline/runner.ts";
-import { configIn, encodePng, runCli, syntheticYaml } from "./helpers.ts";
+import { configIn, encodePng, runCli, SHARED, syntheticYaml } from "./helpers.ts";
 
-const BCCD = "/work/shared/data/bccd_wbc5";
+const BCCD = join(SHARED, "data", "bccd_wbc5");
 
 Deno.test("cli: data:inspect prints class counts of bccd_wbc5", async () => {
   const r = await runCli(["data:inspect", "--data", BCCD]);
@@ -43,18 +43,22 @@ Deno.test("cli: config errors print file and path, no stack, exit 1", async () =
 });
 
 Deno.test("cli: a missing Fashion-MNIST folder says how to install it", async () => {
-  const r = await runCli([
-    "train",
-    "--set",
-    "data.loader.dir=/nonexistent/fashion-mnist",
-    "--out",
-    "/tmp/hn-none",
-    "--quiet",
-  ]);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /apt-get install dataset-fashion-mnist/);
-  assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
-  await Deno.remove("/tmp/hn-none", { recursive: true }).catch(() => {});
+  const out = await Deno.makeTempDir({ prefix: "hn-cli-none-" });
+  try {
+    const r = await runCli([
+      "train",
+      "--set",
+      "data.loader.dir=/nonexistent/fashion-mnist",
+      "--out",
+      out,
+      "--quiet",
+    ]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /apt-get install dataset-fashion-mnist/);
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
 });
 
 Deno.test("cli: eval and predict on a synthetic run's checkpoint", async () => {

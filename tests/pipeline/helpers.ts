@@ -3,9 +3,13 @@
  * a tiny PNG writer, and running the CLI as a subprocess.
  */
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadConfig, type ResolvedConfig } from "../../ts/pipeline/config.ts";
 
-export const ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+/** The shared data folder: `../shared` next to the project root (as in CI's clone), or $HN_SHARED. */
+export const SHARED: string = Deno.env.get("HN_SHARED") ?? join(ROOT, "..", "shared");
 
 /** A synthetic-loader config (4 classes, 32 px) with `extra` YAML appended, written into `dir`. */
 export function syntheticYaml(
