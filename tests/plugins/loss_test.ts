@@ -181,8 +181,16 @@ Deno.test("loss: bad inputs are errors that say what is wrong", () => {
   assert.throws(() => focal.configSchema.parse({ gama: 1 }), /gama/);
 });
 
-Deno.test("loss: focal is finite when p_t rounds to 1", () => {
+Deno.test("loss: focal at saturated logits: p_t = 1 gives loss and gradient 0, p_t ~ 0 the linear limit", () => {
   const logits = Float32Array.from([60, -60, -60]);
-  const r = make(focal, { gamma: 0.5 }).compute(logits, Int32Array.from([0]), 1, 3, null);
+  const f = make(focal, { gamma: 0.5 });
+  // (1 - p)^(gamma - 1) is infinite at p = 1: the gradient must still come out 0, not NaN
+  const r = f.compute(logits, Int32Array.from([0]), 1, 3, null);
   assert.ok(Number.isFinite(r.loss) && r.grad.every(Number.isFinite), `loss ${r.loss}, grad ${r.grad}`);
+  assert.ok(Math.abs(r.loss) <= 1e-12, `loss ${r.loss}`);
+  r.grad.forEach((g, k) => assert.ok(Math.abs(g) <= 1e-12, `grad ${k}: ${g}`));
+  // confidently wrong: -log p_t = 120 with (1 - p_t)^gamma = 1; the gradient is softmax - onehot = [1, -1, 0]
+  const w = f.compute(logits, Int32Array.from([1]), 1, 3, null);
+  assert.ok(Math.abs(w.loss - 120) < 1e-9, `loss ${w.loss}`);
+  [1, -1, 0].forEach((v, k) => assert.ok(Math.abs(w.grad[k] - v) < 1e-9, `grad ${k}: ${w.grad[k]}`));
 });
