@@ -4,12 +4,12 @@
 //
 // Why: ATen runs GroupNorm and ReLU as separate kernels, and their backwards as three more
 // passes (threshold_backward, then GroupNorm's two); its channels-last GroupNorm backward is
-// also several times slower than its NCHW one. On the dense block's large activations
+// also much slower than its NCHW one (docs/perf-log.md). On the dense block's large activations
 // those passes are bound by memory bandwidth. Here each (sample, group) slice, at most a few
 // hundred KiB, is normalised and rectified while it sits in cache, and the backward reads the
 // upstream gradient, the input and the output once per slice.
 //
-// Called from Rust (native/src/model/fused.rs) with tch's tensor pointers (`at::Tensor*`).
+// Called from Rust (native/src/model/group_norm.rs) with tch's tensor pointers (`at::Tensor*`).
 // Errors never cross the C boundary as exceptions: they come back as a malloc'd message.
 
 #include <ATen/ATen.h>

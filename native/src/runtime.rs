@@ -1,7 +1,6 @@
 //! Process-wide set-up done once, on first use of the library: glibc malloc keeps freed tensor
-//! memory in the heap (no per-step unmap + page-fault cycle: measured ~10x on this model), and
-//! torch uses every available core (its default here is 1 thread) unless `HN_NUM_THREADS`
-//! says otherwise.
+//! memory in the heap (no per-step unmap + page-fault cycle; docs/perf-log.md), and torch uses
+//! every available core (its default here is 1 thread) unless `HN_NUM_THREADS` says otherwise.
 
 use std::sync::Once;
 

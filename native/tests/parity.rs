@@ -10,7 +10,7 @@ use hybridnet::checkpoint;
 use hybridnet::model::{lock, Dropout, FpnMode, HybridNet, HybridNetConfig};
 use hybridnet::train::{LossConfig, OptimizerConfig, Trainer, TrainerConfig};
 use std::sync::{Arc, Mutex};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 fn seed_model(dropout_rate: f64, fpn: FpnMode) -> HybridNet {
     hybridnet::runtime::init();
@@ -136,10 +136,6 @@ fn recorded_dropout_masks_reproduce_the_dropout_forward() {
     println!("dropout logits rel {r:.3e}; loss {loss} vs {want}");
     assert!(r <= 1e-4);
     assert!(rel(loss, want) <= 1e-4);
-    // Random train-mode dropout keeps about 70% and rescales by 1/0.7.
-    let x = Tensor::ones([4000], tch::kind::FLOAT_CPU);
-    let y = x.dropout(0.3, true);
-    let kept = y.ne(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-    assert!((kept - 0.7).abs() < 0.03);
-    assert!((y.max().double_value(&[]) - 1.0 / 0.7).abs() < 1e-6);
+    // (How random train-mode dropout draws and scales its masks is tested with the head, in
+    // `model/classifier.rs`.)
 }

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 /// Version of this ABI; `ts/native/ffi.ts` refuses a library with another. Bump it whenever a
 /// signature changes.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };

@@ -5,18 +5,20 @@ use super::info::parse_json;
 use super::{handle, input_batch, out, str_arg, write_str, write_tensor, ErrorSlot, HasErrorSlot};
 use crate::checkpoint;
 use crate::error::{Error, Result};
-use crate::model::{lock, FpnMode, HybridNet, HybridNetConfig, SharedModel};
+use crate::model::{lock, FpnMode, HybridNet, HybridNetConfig, KernelOptions, SharedModel};
 use crate::{declare_own, ffi_fn};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Opaque model handle: the shared model (trainers hold it too) and the handle's last error.
+/// Opaque model handle: the shared model (trainers hold it too), the config it was made from
+/// and the handle's last error.
 #[derive(Debug)]
 pub struct HnModel {
     /// The model; trainers made from this handle keep their own reference.
     pub model: SharedModel,
+    config: ModelJson,
     last_error: ErrorSlot,
 }
 
@@ -26,8 +28,9 @@ impl HasErrorSlot for HnModel {
     }
 }
 
-/// `hn_model_new` JSON; every field is required (TS fills the defaults).
-#[derive(Debug, Deserialize)]
+/// `hn_model_new` JSON; every field is required (TS fills the defaults). `hn_model_describe`
+/// writes it back as decoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelJson {
     /// Output classes.
@@ -40,32 +43,45 @@ pub struct ModelJson {
     pub fpn: FpnMode,
     /// Seed of the weight initialisation.
     pub seed: u64,
+    /// Kernel and layout choices, fixed for the model's life.
+    pub kernels: KernelOptions,
 }
 
 impl HnModel {
     /// Builds a model from `hn_model_new` JSON (seeds torch's generator with `seed` first).
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let j: ModelJson = parse_json(bytes, "model config")?;
-        let cfg =
-            HybridNetConfig { num_classes: j.num_classes, input_channels: j.input_channels, dropout_rate: j.dropout_rate, fpn: j.fpn };
+        let cfg = HybridNetConfig {
+            num_classes: j.num_classes,
+            input_channels: j.input_channels,
+            dropout_rate: j.dropout_rate,
+            fpn: j.fpn,
+            kernels: j.kernels,
+        };
         cfg.validate()?;
         tch::manual_seed(j.seed as i64);
         let model = HybridNet::new(&cfg)?;
-        Ok(Self { model: Arc::new(Mutex::new(model)), last_error: ErrorSlot::default() })
+        Ok(Self { model: Arc::new(Mutex::new(model)), config: j, last_error: ErrorSlot::default() })
     }
-}
 
-/// The describe JSON: classes and `{name, shape}` per parameter in state_dict order.
-pub fn describe(model: &HybridNet) -> String {
-    let params: Vec<_> = model.named_parameters().iter().map(|(n, t)| json!({"name": n, "shape": t.size()})).collect();
-    json!({"num_classes": model.config().num_classes, "params": params}).to_string()
+    /// The describe JSON: classes, `{name, shape}` per parameter in state_dict order, the config
+    /// as decoded, and how often each kernel option's path has run.
+    pub fn describe(&self) -> Result<String> {
+        let model = lock(&self.model);
+        let params: Vec<_> = model.named_parameters().iter().map(|(n, t)| json!({"name": n, "shape": t.size()})).collect();
+        let value = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::State(format!("describe: {e}")));
+        let config = value(serde_json::to_value(&self.config))?;
+        let kernel_calls = value(serde_json::to_value(model.kernel_calls()))?;
+        Ok(json!({"num_classes": model.config().num_classes, "params": params, "config": config, "kernel_calls": kernel_calls}).to_string())
+    }
 }
 
 ffi_fn! {
     /// Creates a model from the JSON config `(cfg, cfg_len)`
-    /// (`{"num_classes","input_channels","dropout_rate","fpn":"skip"|"seed","seed"}`, all
-    /// required, unknown fields rejected) and stores the handle in `*out` (non-null). The
-    /// caller owns the handle and frees it with `hn_model_free`. `cfg` is copied.
+    /// (`{"num_classes","input_channels","dropout_rate","fpn":"skip"|"seed","seed",
+    /// "kernels":{"fused_group_norm","conv_rewrites","channels_last"}}`, all required, unknown
+    /// fields rejected) and stores the handle in `*out` (non-null). The caller owns the handle
+    /// and frees it with `hn_model_free`. `cfg` is copied.
     fn hn_model_new(cfg: *const u8, cfg_len: usize, out_handle: *mut *mut HnModel) {
         // SAFETY: per this export's contract.
         let out_handle = unsafe { out(out_handle, "out") }?;
@@ -142,12 +158,15 @@ ffi_fn! {
 }
 
 ffi_fn! {
-    /// Writes `{"num_classes":..,"params":[{"name":..,"shape":[..]}..]}` (state_dict order)
-    /// with the `HN_ERR_BUFFER_TOO_SMALL` protocol (`out_len` non-null gets the size).
+    /// Writes `{"num_classes":..,"params":[{"name":..,"shape":[..]}..],"config":{..},
+    /// "kernel_calls":{"fused_group_norm":n,"conv_rewrites":n,"channels_last":n}}` (params in
+    /// state_dict order; `config` is the `hn_model_new` JSON as decoded) with the
+    /// `HN_ERR_BUFFER_TOO_SMALL` protocol (`out_len` non-null gets the size). Thread-safe (waits
+    /// for other calls on the model).
     fn hn_model_describe(m: *const HnModel, buf: *mut u8, cap: usize, out_len: *mut usize) {
         // SAFETY: per this export's contract.
         let m = unsafe { handle(m, "model") }?;
-        let s = describe(&lock(&m.model));
+        let s = m.describe()?;
         unsafe { write_str(&s, buf, cap, out_len) }
     }
 }

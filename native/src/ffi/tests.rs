@@ -69,18 +69,47 @@ fn new_model(json: &str) -> (i32, *mut HnModel) {
     (code, m)
 }
 
-const CFG: &str = r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"skip","seed":0}"#;
+const KERNELS: &str = r#""kernels":{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true}"#;
+const CFG: &str = concat!(
+    r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"skip","seed":0,"#,
+    r#""kernels":{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true}}"#
+);
+
+/// `CFG` with `field` set to `value` (raw JSON).
+fn cfg_with(field: &str, value: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(CFG).unwrap();
+    v[field] = serde_json::from_str(value).unwrap();
+    v.to_string()
+}
+
+/// The string an out-string export writes, by the `HN_ERR_BUFFER_TOO_SMALL` protocol.
+fn read_out(call: impl Fn(*mut u8, usize, *mut usize) -> i32) -> serde_json::Value {
+    let mut need = 0usize;
+    assert_eq!(call(null_mut(), 0, &mut need), HN_ERR_BUFFER_TOO_SMALL);
+    let mut buf = vec![0u8; need];
+    assert_eq!(call(buf.as_mut_ptr(), need, &mut need), HN_OK);
+    serde_json::from_slice(&buf[..need]).unwrap()
+}
 
 #[test]
 fn model_exports_validate_their_arguments() {
+    let no_kernels = CFG.replace(&format!(",{KERNELS}"), "");
     for bad in [
-        r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"skip"}"#,
-        r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"skip","seed":0,"x":1}"#,
-        r#"{"num_classes":0,"input_channels":1,"dropout_rate":0.0,"fpn":"skip","seed":0}"#,
-        r#"{"num_classes":3,"input_channels":1,"dropout_rate":1.0,"fpn":"skip","seed":0}"#,
-        r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"both","seed":0}"#,
-        "{",
+        r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"skip"}"#.to_string(),
+        no_kernels,
+        cfg_with("x", "1"),
+        cfg_with("num_classes", "0"),
+        cfg_with("num_classes", "1"),
+        cfg_with("input_channels", "0"),
+        cfg_with("input_channels", "4097"),
+        cfg_with("dropout_rate", "1.0"),
+        cfg_with("fpn", r#""both""#),
+        cfg_with("kernels", r#"{"fused_group_norm":true,"conv_rewrites":true}"#),
+        cfg_with("kernels", r#"{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true,"cuda":true}"#),
+        cfg_with("kernels", r#"{"fused_group_norm":1,"conv_rewrites":true,"channels_last":true}"#),
+        "{".to_string(),
     ] {
+        let bad = bad.as_str();
         let (code, m) = new_model(bad);
         assert_eq!(code, HN_ERR_INVALID_ARG, "{bad}");
         assert!(m.is_null());
@@ -120,13 +149,11 @@ fn model_exports_validate_their_arguments() {
     assert_eq!(unsafe { hn_model_forward_eval(m, x.as_ptr(), x.len(), null(), out.as_mut_ptr(), 6) }, HN_ERR_INVALID_ARG);
     assert_eq!(unsafe { hn_model_forward_eval(null_mut(), x.as_ptr(), x.len(), shape.as_ptr(), out.as_mut_ptr(), 6) }, HN_ERR_INVALID_ARG);
 
-    let mut need = 0usize;
-    assert_eq!(unsafe { hn_model_describe(m, null_mut(), 0, &mut need) }, HN_ERR_BUFFER_TOO_SMALL);
-    let mut buf = vec![0u8; need];
-    assert_eq!(unsafe { hn_model_describe(m, buf.as_mut_ptr(), need, &mut need) }, HN_OK);
-    let d: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+    let d = read_out(|buf, cap, len| unsafe { hn_model_describe(m, buf, cap, len) });
     assert_eq!(d["num_classes"], 3);
     assert_eq!(d["params"][0]["name"], "conv1.0.weight");
+    assert_eq!(d["config"], serde_json::from_str::<serde_json::Value>(CFG).unwrap(), "the config as decoded");
+    assert!(d["kernel_calls"]["fused_group_norm"].as_u64().unwrap() > 0, "{d}");
 
     let bad_path = "/nonexistent-hn-dir/m.safetensors";
     assert_eq!(unsafe { hn_model_save(m, bad_path.as_ptr(), bad_path.len()) }, HN_ERR_IO);
@@ -134,6 +161,48 @@ fn model_exports_validate_their_arguments() {
     assert_eq!(unsafe { hn_model_load(m, bad_path.as_ptr(), bad_path.len()) }, HN_ERR_IO);
     unsafe { hn_model_free(m) };
     unsafe { hn_model_free(null_mut()) };
+}
+
+#[test]
+fn describe_gives_back_the_decoded_configs() {
+    let off = r#"{"fused_group_norm":false,"conv_rewrites":false,"channels_last":true}"#;
+    let cfg = cfg_with("kernels", off);
+    let (code, m) = new_model(&cfg);
+    assert_eq!(code, HN_OK);
+    let d = read_out(|buf, cap, len| unsafe { hn_model_describe(m, buf, cap, len) });
+    assert_eq!(d["config"]["kernels"], serde_json::from_str::<serde_json::Value>(off).unwrap());
+    assert_eq!(d["kernel_calls"], serde_json::json!({"fused_group_norm": 0, "conv_rewrites": 0, "channels_last": 0}));
+
+    // Optional fields come back filled in: the decoded config, not the text sent.
+    let t_cfg = r#"{"optimizer":{"kind":"adamw","lr":0.01,"fused":false},"seed":3}"#;
+    let mut t: *mut HnTrainer = null_mut();
+    assert_eq!(unsafe { hn_trainer_new(m, t_cfg.as_ptr(), t_cfg.len(), &mut t) }, HN_OK);
+    let d = read_out(|buf, cap, len| unsafe { hn_trainer_describe(t, buf, cap, len) });
+    let want = serde_json::json!({
+        "config": {
+            "optimizer": {
+                "kind": "adamw", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
+                "momentum": 0.9, "nesterov": false, "fused": false
+            },
+            "clip_grad_norm": null, "seed": 3, "trainable": "all"
+        },
+        "steps": 0,
+        "fused_steps": 0
+    });
+    assert_eq!(d, want);
+    let x = vec![0.25f32; 2 * 8 * 8];
+    let (mut logits, mut loss) = ([0f32; 6], 0f64);
+    let targets = [0i32, 1];
+    let step = unsafe {
+        hn_trainer_train_step(t, x.as_ptr(), x.len(), [2i64, 1, 8, 8].as_ptr(), targets.as_ptr(), 2, logits.as_mut_ptr(), 6, &mut loss)
+    };
+    assert_eq!(step, HN_OK);
+    let d = read_out(|buf, cap, len| unsafe { hn_trainer_describe(t, buf, cap, len) });
+    assert_eq!((d["steps"].as_u64(), d["fused_steps"].as_u64()), (Some(1), Some(0)), "fused: false takes the tensor path");
+    let mut len = 0usize;
+    assert_eq!(unsafe { hn_trainer_describe(null(), null_mut(), 0, &mut len) }, HN_ERR_INVALID_ARG);
+    unsafe { hn_trainer_free(t) };
+    unsafe { hn_model_free(m) };
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `HnTrainer` exports: create/free, learning rate, the two-call step (forward_train +
+//! `HnTrainer` exports: create/free, describe, learning rate, the two-call step (forward_train +
 //! backward_step, NB), loss selection, the one-call train_step (NB), step count, state
 //! save/load, last error.
 
@@ -8,13 +8,16 @@ use crate::error::{Error, Result};
 use crate::model::lock;
 use crate::train::{LossConfig, Trainer, TrainerConfig};
 use crate::{declare_own, ffi_fn};
+use serde_json::json;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-/// Opaque trainer handle: the trainer (holding a reference to its model) and its last error.
+/// Opaque trainer handle: the trainer (holding a reference to its model), the config it was
+/// made from and its last error.
 #[derive(Debug)]
 pub struct HnTrainer {
     trainer: Mutex<Trainer>,
+    config: TrainerConfig,
     last_error: ErrorSlot,
 }
 
@@ -27,6 +30,15 @@ impl HasErrorSlot for HnTrainer {
 impl HnTrainer {
     fn lock(&self) -> MutexGuard<'_, Trainer> {
         self.trainer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The describe JSON: the `hn_trainer_new` config as decoded, the optimizer steps taken and
+    /// how many of them took the fused Adam pass.
+    pub fn describe(&self) -> Result<String> {
+        let config = serde_json::to_value(&self.config).map_err(|e| Error::State(format!("describe: {e}")))?;
+        let t = self.lock();
+        let opt = t.optimizer();
+        Ok(json!({"config": config, "steps": opt.step_count(), "fused_steps": opt.fused_step_count()}).to_string())
     }
 }
 
@@ -43,18 +55,32 @@ fn check_logits_len(t: &Trainer, xs: &tch::Tensor, out_len: usize) -> Result<()>
 ffi_fn! {
     /// Creates a trainer for model `m` from JSON `(cfg, cfg_len)`:
     /// `{"optimizer":{"kind":"adam"|"adamw"|"sgd","lr":..,"betas":[..],"eps":..,
-    /// "weight_decay":..,"momentum":..,"nesterov":..},"clip_grad_norm":null|x,"seed":n}`
-    /// (unknown fields rejected). Stores the handle in `*out` (non-null); the caller owns it and
-    /// frees it with `hn_trainer_free`. The trainer keeps the model alive, so `m` may be freed
-    /// first. The native loss starts as cross-entropy (see `hn_trainer_set_loss`).
+    /// "weight_decay":..,"momentum":..,"nesterov":..,"fused":..},"clip_grad_norm":null|x,
+    /// "seed":n,"trainable":"all"|"head"}` (unknown fields rejected). Stores the handle in `*out`
+    /// (non-null); the caller owns it and frees it with `hn_trainer_free`. The trainer keeps the
+    /// model alive, so `m` may be freed first. The native loss starts as cross-entropy (see
+    /// `hn_trainer_set_loss`).
     fn hn_trainer_new(m: *mut HnModel, cfg: *const u8, cfg_len: usize, out_handle: *mut *mut HnTrainer) {
         // SAFETY: per this export's contract.
         let m = unsafe { handle(m, "model") }?;
         let out_handle = unsafe { out(out_handle, "out") }?;
-        let cfg = TrainerConfig::from_json(unsafe { slice(cfg, cfg_len, "cfg") }?)?;
-        let trainer = Trainer::new(m.model.clone(), &cfg)?;
-        *out_handle = Box::into_raw(Box::new(HnTrainer { trainer: Mutex::new(trainer), last_error: ErrorSlot::default() }));
+        let config = TrainerConfig::from_json(unsafe { slice(cfg, cfg_len, "cfg") }?)?;
+        let trainer = Trainer::new(m.model.clone(), &config)?;
+        *out_handle = Box::into_raw(Box::new(HnTrainer { trainer: Mutex::new(trainer), config, last_error: ErrorSlot::default() }));
         Ok(())
+    }
+}
+
+ffi_fn! {
+    /// Writes `{"config":{..},"steps":n,"fused_steps":n}` (`config` is the `hn_trainer_new` JSON
+    /// as decoded, with the defaults filled in; `fused_steps` counts the optimizer steps that took
+    /// the fused Adam pass) with the `HN_ERR_BUFFER_TOO_SMALL` protocol (`out_len` non-null gets
+    /// the size). `t` must be a live handle; waits for other calls on the trainer.
+    fn hn_trainer_describe(t: *const HnTrainer, buf: *mut u8, cap: usize, out_len: *mut usize) {
+        // SAFETY: per this export's contract.
+        let t = unsafe { handle(t, "trainer") }?;
+        let s = t.describe()?;
+        unsafe { write_str(&s, buf, cap, out_len) }
     }
 }
 
@@ -65,7 +91,7 @@ declare_own! {
 }
 
 ffi_fn! {
-    /// Sets the learning rate (finite, >= 0) for the following steps.
+    /// Sets the learning rate (finite, > 0) for the following steps.
     fn hn_trainer_set_lr(t: *mut HnTrainer, lr: f64) {
         // SAFETY: per this export's contract.
         let t = unsafe { handle(t, "trainer") }?;

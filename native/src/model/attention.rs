@@ -1,6 +1,7 @@
 //! `MultiScaleAttention`: channel attention (one MLP shared by the avg- and max-pooled
 //! vectors) followed by spatial attention (7x7 conv, 2 → 1 channels, with bias).
 
+use super::kernels::Kernels;
 use super::layers::{Conv2d, Linear};
 use crate::error::Result;
 use tch::{nn, Tensor};
@@ -15,12 +16,12 @@ pub struct MultiScaleAttention {
 
 impl MultiScaleAttention {
     /// Builds the module for `channels` channels (hidden width `channels / 16`).
-    pub fn new(p: &nn::Path, channels: i64) -> Result<Self> {
+    pub fn new(p: &nn::Path, channels: i64, kernels: &Kernels) -> Result<Self> {
         let pm = p / "channel_mlp";
         Ok(Self {
             mlp1: Linear::new(&(&pm / 0), channels, channels / 16)?,
             mlp2: Linear::new(&(&pm / 2), channels / 16, channels)?,
-            spatial_conv: Conv2d::new(&(p / "spatial_conv"), 2, 1, 7, 1, 3, true)?,
+            spatial_conv: Conv2d::new(&(p / "spatial_conv"), 2, 1, 7, 1, 3, true, kernels)?,
         })
     }
 

@@ -2,11 +2,13 @@
 //! concatenation of the block input and all previous layer outputs.
 
 use super::groups::get_groups;
-use super::layers::{conv_rewrites_enabled, to_channels_last, Conv2d, GroupNorm};
+use super::kernels::{Kernel, Kernels};
+use super::layers::{Conv2d, GroupNorm};
+use super::layout::to_channels_last;
 use crate::error::Result;
 use tch::{nn, Device, Tensor};
 
-/// Feature-map size (H·W) from which inference runs the block in channels-last order.
+/// Feature-map size (H·W) from which the block runs in channels-last order.
 const CHANNELS_LAST_MIN_PIXELS: i64 = 32 * 32;
 
 /// One dense layer (`layers.{i}.{0,2,3,5}`; indices 1 and 4 are the parameter-free ReLUs).
@@ -19,13 +21,13 @@ struct DenseLayer {
 }
 
 impl DenseLayer {
-    fn new(p: &nn::Path, c_in: i64, growth: i64) -> Result<Self> {
+    fn new(p: &nn::Path, c_in: i64, growth: i64, kernels: &Kernels) -> Result<Self> {
         let mid = 4 * growth;
         Ok(Self {
-            gn1: GroupNorm::new(&(p / 0), get_groups(c_in), c_in)?,
-            conv1: Conv2d::new(&(p / 2), c_in, mid, 1, 1, 0, false)?,
-            gn2: GroupNorm::new(&(p / 3), get_groups(mid), mid)?,
-            conv2: Conv2d::new(&(p / 5), mid, growth, 3, 1, 1, false)?,
+            gn1: GroupNorm::new(&(p / 0), get_groups(c_in), c_in, kernels)?,
+            conv1: Conv2d::new(&(p / 2), c_in, mid, 1, 1, 0, false, kernels)?,
+            gn2: GroupNorm::new(&(p / 3), get_groups(mid), mid, kernels)?,
+            conv2: Conv2d::new(&(p / 5), mid, growth, 3, 1, 1, false, kernels)?,
         })
     }
 
@@ -39,14 +41,16 @@ impl DenseLayer {
 #[derive(Debug)]
 pub struct DenseBlock {
     layers: Vec<DenseLayer>,
+    kernels: Kernels,
 }
 
 impl DenseBlock {
     /// Builds the block under `p` (layers live at `p.layers.{i}`).
-    pub fn new(p: &nn::Path, c_in: i64, growth: i64, num_layers: i64) -> Result<Self> {
+    pub fn new(p: &nn::Path, c_in: i64, growth: i64, num_layers: i64, kernels: &Kernels) -> Result<Self> {
         let pl = p / "layers";
-        let layers = (0..num_layers).map(|i| DenseLayer::new(&(&pl / i), c_in + i * growth, growth)).collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers })
+        let layers =
+            (0..num_layers).map(|i| DenseLayer::new(&(&pl / i), c_in + i * growth, growth, kernels)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, kernels: kernels.clone() })
     }
 
     /// Output channel count for an input of `c_in` channels.
@@ -55,18 +59,18 @@ impl DenseBlock {
     }
 
     /// `[N, c_in, H, W]` → `[N, c_in + growth * num_layers, H, W]`.
+    ///
+    /// With `channels_last`, on CPU maps of 32x32 and more the whole block runs in channels-last
+    /// order, with a graph or without: oneDNN's convolutions then skip their reorders to and from
+    /// blocked layouts, and the GroupNorms take the fused kernel's channels-last variant (ATen's
+    /// own channels-last GroupNorm backward is slow, so without `fused_group_norm` this order
+    /// costs time in training). On smaller maps it was slower. The stem's inference output is
+    /// channels-last already (no copy); the output stays channels-last, which the transition
+    /// takes as it is.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let size = x.size();
         let big_maps = size.len() == 4 && size[2] * size[3] >= CHANNELS_LAST_MIN_PIXELS;
-        if big_maps && x.device() == Device::Cpu && conv_rewrites_enabled() {
-            // On maps of 32x32 and more the whole block runs in channels-last order: oneDNN's
-            // convolutions then skip their reorders to and from blocked layouts, and the
-            // GroupNorms run the fused kernel, which has a channels-last variant. Inference:
-            // 1.18-1.24 s → 1.06-1.09 s for [128, 64, 32, 32] on 2 cores, layout changes
-            // included; on 16x16 maps it was 20% slower. Training at 128 px: 3-4% faster per
-            // step (ATen's own channels-last GroupNorm backward had made it slower).
-            // The stem's inference output is channels-last already (no copy); the output stays
-            // channels-last, which the transition takes as it is.
+        if self.kernels.take(Kernel::ChannelsLast, big_maps && x.device() == Device::Cpu) {
             return self.concat_layers(&to_channels_last(x)?);
         }
         self.concat_layers(&x.f_contiguous()?)

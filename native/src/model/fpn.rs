@@ -2,6 +2,7 @@
 //! Its maps never reach the classifier; [`FpnMode::Skip`](super::FpnMode) keeps the
 //! parameters (checkpoint compatibility) but does not compute them.
 
+use super::kernels::Kernels;
 use super::layers::Conv2d;
 use crate::error::Result;
 use tch::{nn, Tensor};
@@ -26,14 +27,14 @@ fn upsample_add(x: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 impl Fpn {
     /// Builds the FPN for stage channels `c1, c2, c3` and `out` output channels.
-    pub fn new(p: &nn::Path, c1: i64, c2: i64, c3: i64, out: i64) -> Result<Self> {
+    pub fn new(p: &nn::Path, c1: i64, c2: i64, c3: i64, out: i64, kernels: &Kernels) -> Result<Self> {
         Ok(Self {
-            lateral_1: Conv2d::new(&(p / "lateral_1"), c1, out, 1, 1, 0, true)?,
-            lateral_2: Conv2d::new(&(p / "lateral_2"), c2, out, 1, 1, 0, true)?,
-            lateral_3: Conv2d::new(&(p / "lateral_3"), c3, out, 1, 1, 0, true)?,
-            output_1: Conv2d::new(&(p / "output_1"), out, out, 3, 1, 1, true)?,
-            output_2: Conv2d::new(&(p / "output_2"), out, out, 3, 1, 1, true)?,
-            output_3: Conv2d::new(&(p / "output_3"), out, out, 3, 1, 1, true)?,
+            lateral_1: Conv2d::new(&(p / "lateral_1"), c1, out, 1, 1, 0, true, kernels)?,
+            lateral_2: Conv2d::new(&(p / "lateral_2"), c2, out, 1, 1, 0, true, kernels)?,
+            lateral_3: Conv2d::new(&(p / "lateral_3"), c3, out, 1, 1, 0, true, kernels)?,
+            output_1: Conv2d::new(&(p / "output_1"), out, out, 3, 1, 1, true, kernels)?,
+            output_2: Conv2d::new(&(p / "output_2"), out, out, 3, 1, 1, true, kernels)?,
+            output_3: Conv2d::new(&(p / "output_3"), out, out, 3, 1, 1, true, kernels)?,
         })
     }
 

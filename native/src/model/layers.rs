@@ -3,7 +3,8 @@
 //! weight 1 / bias 0, Linear N(0, 0.01) and zero bias. Parameter names are PyTorch's
 //! (`weight`, `bias`) so that VarStore paths equal `state_dict()` keys.
 
-use super::fused;
+use super::group_norm;
+use super::kernels::{Kernel, Kernels};
 use crate::error::Result;
 use tch::{nn, nn::Init, Device, Tensor};
 
@@ -19,27 +20,31 @@ pub struct Conv2d {
     pub bias: Option<Tensor>,
     stride: i64,
     padding: i64,
+    kernels: Kernels,
 }
 
 impl Conv2d {
-    /// Creates `weight` (and `bias`) under `p`.
-    pub fn new(p: &nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64, bias: bool) -> Result<Self> {
+    /// Creates `weight` (and `bias`) under `p`; `kernels` are the model's kernel options.
+    // torch.nn.Conv2d's own arguments, plus the model's kernel options.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(p: &nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64, bias: bool, kernels: &Kernels) -> Result<Self> {
         // kaiming_normal_(mode='fan_out', nonlinearity='relu'): std = sqrt(2 / (c_out * k * k)).
         let fan_out = (c_out * k * k) as f64;
         let stdev = (2.0 / fan_out).sqrt();
         let weight = p.f_var("weight", &[c_out, c_in, k, k], Init::Randn { mean: 0.0, stdev })?;
         let bias = if bias { Some(p.f_var("bias", &[c_out], Init::Const(0.0))?) } else { None };
-        Ok(Self { weight, bias, stride, padding })
+        Ok(Self { weight, bias, stride, padding, kernels: kernels.clone() })
     }
 
-    /// A conv with this one's stride and padding and the given tensors (tests differentiate
-    /// a layer with respect to tensors of their own).
+    /// A conv with this one's stride, padding and kernel options and the given tensors (tests
+    /// differentiate a layer with respect to tensors of their own).
     pub fn with_params(&self, weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias, stride: self.stride, padding: self.padding }
+        Self { weight, bias, stride: self.stride, padding: self.padding, kernels: self.kernels.clone() }
     }
 
-    /// `conv2d(x)`, computed on the CPU by the cheapest exact formulation for the input size
-    /// (see [`ConvPlan`]); the result is the same function up to float summation order.
+    /// `conv2d(x)`. With the model's `conv_rewrites` option, computed on the CPU by the cheapest
+    /// exact formulation for the input size (see [`ConvPlan`]); the result is the same function
+    /// up to float summation order.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_with(x, &self.weight)
     }
@@ -49,11 +54,14 @@ impl Conv2d {
     pub fn forward_with(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         let size = x.size();
         let plan = match size.as_slice() {
-            [_, c, h, w] if x.device() == Device::Cpu && conv_rewrites_enabled() => {
+            [_, c, h, w] if x.device() == Device::Cpu && self.kernels.on(Kernel::ConvRewrites) => {
                 ConvPlan::choose(*c, *h, *w, weight.size()[2], self.stride, self.padding)
             }
             _ => ConvPlan::Direct,
         };
+        if plan != ConvPlan::Direct {
+            self.kernels.ran(Kernel::ConvRewrites);
+        }
         match plan {
             ConvPlan::Direct => Ok(x.f_conv2d(weight, self.bias.as_ref(), [self.stride], [self.padding], [1], 1)?),
             ConvPlan::Window => self.window(x, weight, &size),
@@ -71,8 +79,8 @@ impl Conv2d {
     }
 
     /// im2col, then one matrix product for the whole batch: `[N·L, C·k·k] x [C·k·k, O]` (L output
-    /// pixels). A product per image (`[O, K] x [N, K, L]`) was 8x slower than oneDNN in
-    /// inference at batch 128: with L = 4 each product is too thin to use the cores.
+    /// pixels). Not a product per image (`[O, K] x [N, K, L]`): with L <= 4 each such product is
+    /// too thin to use the cores (docs/perf-log.md).
     fn unfold(&self, x: &Tensor, weight: &Tensor, n: i64, ho: i64, wo: i64) -> Result<Tensor> {
         let k = weight.size()[2];
         let o = weight.size()[0];
@@ -85,11 +93,9 @@ impl Conv2d {
 }
 
 /// How a CPU convolution is computed. oneDNN's kernels (what `conv2d` runs on the CPU) are
-/// slow on tiny feature maps with many channels: measured on 2 Zen 3 cores (AVX2), forward+backward of
-/// the last residual block's 512→512 3x3 conv on 1x1 maps at batch 32 took 77 ms as a
-/// convolution and 9 ms as the equivalent matrix product (289 ms vs 14 ms at batch 128); for
-/// 2x2 outputs im2col + one matmul was 1.3-2.8x faster for training and 1.0-1.5x for inference
-/// with 128-512 channels. At 4x4 and above oneDNN is as fast or faster, so it keeps those.
+/// slow on tiny feature maps with many channels, where a matrix product does the same work
+/// faster: one-pixel outputs and outputs of up to 4 pixels are rewritten; from 4x4 outputs on
+/// oneDNN was as fast or faster, so it keeps those (measurements in docs/perf-log.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvPlan {
     /// `conv2d` (oneDNN).
@@ -123,28 +129,6 @@ impl ConvPlan {
     }
 }
 
-/// `HN_CONV_REWRITES=0` turns the rewrites off (every conv runs as `conv2d`), for comparisons.
-pub fn conv_rewrites_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HN_CONV_REWRITES").map(|v| v.trim() != "0").unwrap_or(true))
-}
-
-/// The same `[N, C, H, W]` tensor with channels-last strides (what PyTorch's
-/// `memory_format=torch.channels_last` gives; tch has no memory-format API). CPU kernels that
-/// have a channels-last variant (oneDNN convolutions, GroupNorm, pooling) pick it from the
-/// strides, and their outputs keep that layout. A no-op copy when `x` already has it.
-pub fn to_channels_last(x: &Tensor) -> Result<Tensor> {
-    Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
-}
-
-/// Whether `x` (4-D) has the strides [`to_channels_last`] gives: `[H·W·C, 1, W·C, C]`.
-pub fn is_channels_last(x: &Tensor) -> bool {
-    match x.size().as_slice() {
-        [_, c, h, w] => x.stride() == [h * w * c, 1, w * c, *c],
-        _ => false,
-    }
-}
-
 /// `torch.nn.GroupNorm(groups, channels)` with affine parameters.
 #[derive(Debug)]
 pub struct GroupNorm {
@@ -153,36 +137,39 @@ pub struct GroupNorm {
     /// `[channels]`, initialised to 0.
     pub bias: Tensor,
     groups: i64,
+    kernels: Kernels,
 }
 
 impl GroupNorm {
-    /// Creates `weight` and `bias` under `p`.
-    pub fn new(p: &nn::Path, groups: i64, channels: i64) -> Result<Self> {
+    /// Creates `weight` and `bias` under `p`; `kernels` are the model's kernel options.
+    pub fn new(p: &nn::Path, groups: i64, channels: i64, kernels: &Kernels) -> Result<Self> {
         let weight = p.f_var("weight", &[channels], Init::Const(1.0))?;
         let bias = p.f_var("bias", &[channels], Init::Const(0.0))?;
-        Ok(Self { weight, bias, groups })
+        Ok(Self { weight, bias, groups, kernels: kernels.clone() })
     }
 
-    /// `group_norm(x)`; `x` is `[N, C, *]` (2-D input is allowed, as in PyTorch). 4-D float CPU
-    /// input, NCHW or channels-last, runs the fused kernel of [`super::fused`].
+    /// `group_norm(x)`; `x` is `[N, C, *]` (2-D input is allowed, as in PyTorch). With the
+    /// model's `fused_group_norm` option, 4-D float CPU input (NCHW or channels-last) runs the
+    /// kernel of [`super::group_norm`].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if self.fusable(x) {
-            return fused::group_norm(x, &self.weight, &self.bias, self.groups, GN_EPS);
+        if self.fused(x) {
+            return group_norm::forward(x, &self.weight, &self.bias, self.groups, GN_EPS);
         }
         Ok(x.f_group_norm(self.groups, Some(&self.weight), Some(&self.bias), GN_EPS, false)?)
     }
 
-    /// `relu(group_norm(x))`: one fused kernel where [`GroupNorm::forward`] has one, else the
-    /// two ATen ops.
+    /// `relu(group_norm(x))`: one fused kernel where [`GroupNorm::forward`] would use one, else
+    /// the two ATen ops.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        if self.fusable(x) {
-            return fused::group_norm_relu(x, &self.weight, &self.bias, self.groups, GN_EPS);
+        if self.fused(x) {
+            return group_norm::forward_relu(x, &self.weight, &self.bias, self.groups, GN_EPS);
         }
-        Ok(self.forward(x)?.f_relu_()?)
+        Ok(x.f_group_norm(self.groups, Some(&self.weight), Some(&self.bias), GN_EPS, false)?.f_relu_()?)
     }
 
-    fn fusable(&self, x: &Tensor) -> bool {
-        fused::fused_enabled() && fused::group_norm_supports(x, &self.weight, &self.bias, self.groups)
+    /// Whether `x` takes the fused kernel (counted when it does).
+    fn fused(&self, x: &Tensor) -> bool {
+        self.kernels.take(Kernel::FusedGroupNorm, group_norm::supports(x, &self.weight, &self.bias, self.groups))
     }
 }
 

@@ -2,24 +2,30 @@
 //! in tch with VarStore paths equal to the PyTorch `state_dict()` keys.
 //!
 //! One layer per file: [`stem`], [`dense`], [`transition`], [`residual`], [`attention`],
-//! [`fpn`], [`classifier`], built from the primitives in [`layers`].
+//! [`fpn`], [`classifier`], built from the primitives in [`layers`] (GroupNorm's fused kernel in
+//! [`group_norm`], memory layouts in [`layout`]). The kernel choices of a model ([`kernels`])
+//! are part of its config and are handed to every layer when it is built.
 
 pub mod attention;
 pub mod classifier;
 pub mod dense;
 pub mod fpn;
-pub mod fused;
+pub mod group_norm;
 pub mod groups;
+pub mod kernels;
 pub mod layers;
+pub mod layout;
 pub mod residual;
 pub mod stem;
 pub mod transition;
 
 pub use classifier::Dropout;
 pub use groups::get_groups;
+pub use kernels::{KernelCalls, KernelOptions};
 
 use crate::error::{Error, Result};
-use serde::Deserialize;
+use kernels::{Kernel, Kernels};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -36,45 +42,52 @@ pub const FPN_CHANNELS: i64 = 256;
 /// Smallest input height/width the architecture survives: the stem divides by 4
 /// (rounding up), and `trans1`'s 2x2 average pool needs at least 2 pixels, so 5.
 pub const MIN_SPATIAL: i64 = 5;
+/// Largest class count a config may ask for.
+pub const MAX_CLASSES: i64 = 1_000_000;
+/// Largest input channel count a config may ask for (the image data path makes 1 or 3).
+pub const MAX_INPUT_CHANNELS: i64 = 4096;
 
 /// Whether the forward computes the seed's (unused) FPN maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FpnMode {
     /// Keep the FPN parameters but skip the dead computation (same logits and gradients).
     #[default]
     Skip,
-    /// Compute the FPN maps and discard them, exactly as the seed does.
+    /// Compute the FPN maps and discard them, as the seed does, but without an autograd graph
+    /// (nothing differentiates through them): the seed's forward work, same logits and gradients.
     Seed,
 }
 
 /// Model hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HybridNetConfig {
-    /// Number of output classes (>= 1).
+    /// Number of output classes, in `2..=MAX_CLASSES`.
     pub num_classes: i64,
-    /// Input image channels (>= 1).
+    /// Input image channels, in `1..=MAX_INPUT_CHANNELS`.
     pub input_channels: i64,
     /// Dropout probability of the head, in `[0, 1)`.
     pub dropout_rate: f64,
     /// FPN behaviour of the forward.
     pub fpn: FpnMode,
+    /// Kernel and layout choices (all on by default).
+    pub kernels: KernelOptions,
 }
 
 impl Default for HybridNetConfig {
     fn default() -> Self {
-        Self { num_classes: 8, input_channels: 3, dropout_rate: 0.3, fpn: FpnMode::Skip }
+        Self { num_classes: 8, input_channels: 3, dropout_rate: 0.3, fpn: FpnMode::Skip, kernels: KernelOptions::default() }
     }
 }
 
 impl HybridNetConfig {
     /// Checks the ranges; the message names the field.
     pub fn validate(&self) -> Result<()> {
-        if !(1..=1_000_000).contains(&self.num_classes) {
-            return Err(Error::invalid(format!("num_classes must be in 1..=1000000, got {}", self.num_classes)));
+        if !(2..=MAX_CLASSES).contains(&self.num_classes) {
+            return Err(Error::invalid(format!("num_classes must be in 2..={MAX_CLASSES}, got {}", self.num_classes)));
         }
-        if !(1..=4096).contains(&self.input_channels) {
-            return Err(Error::invalid(format!("input_channels must be in 1..=4096, got {}", self.input_channels)));
+        if !(1..=MAX_INPUT_CHANNELS).contains(&self.input_channels) {
+            return Err(Error::invalid(format!("input_channels must be in 1..={MAX_INPUT_CHANNELS}, got {}", self.input_channels)));
         }
         if !(0.0..1.0).contains(&self.dropout_rate) {
             return Err(Error::invalid(format!("dropout_rate must be in [0, 1), got {}", self.dropout_rate)));
@@ -87,6 +100,7 @@ impl HybridNetConfig {
 #[derive(Debug)]
 pub struct HybridNet {
     cfg: HybridNetConfig,
+    kernels: Kernels,
     /// Owns the variables; kept so the store outlives every layer.
     _vs: nn::VarStore,
     params: Vec<(String, Tensor)>,
@@ -106,28 +120,35 @@ impl HybridNet {
         cfg.validate()?;
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
+        let k = &Kernels::new(cfg.kernels);
         // Module registration order of the seed = state_dict order.
         let after_dense = dense::DenseBlock::out_channels(C_INITIAL, GROWTH, DENSE_LAYERS);
         let [s1, s2, s3] = C_STAGES;
-        let conv1 = stem::Stem::new(&(&root / "conv1"), cfg.input_channels, C_INITIAL)?;
-        let dense1 = dense::DenseBlock::new(&(&root / "dense1"), C_INITIAL, GROWTH, DENSE_LAYERS)?;
-        let trans1 = transition::Transition::new(&(&root / "trans1"), after_dense, s1)?;
+        let conv1 = stem::Stem::new(&(&root / "conv1"), cfg.input_channels, C_INITIAL, k)?;
+        let dense1 = dense::DenseBlock::new(&(&root / "dense1"), C_INITIAL, GROWTH, DENSE_LAYERS, k)?;
+        let trans1 = transition::Transition::new(&(&root / "trans1"), after_dense, s1, k)?;
         let pr = &root / "res_blocks";
         let res_blocks = vec![
-            residual::ResidualBlock::new(&(&pr / 0), s1, s1, 1)?,
-            residual::ResidualBlock::new(&(&pr / 1), s1, s2, 2)?,
-            residual::ResidualBlock::new(&(&pr / 2), s2, s3, 2)?,
+            residual::ResidualBlock::new(&(&pr / 0), s1, s1, 1, k)?,
+            residual::ResidualBlock::new(&(&pr / 1), s1, s2, 2, k)?,
+            residual::ResidualBlock::new(&(&pr / 2), s2, s3, 2, k)?,
         ];
-        let attention = attention::MultiScaleAttention::new(&(&root / "attention"), s3)?;
-        let fpn = fpn::Fpn::new(&(&root / "fpn"), s1, s2, s3, FPN_CHANNELS)?;
-        let classifier = classifier::Classifier::new(&(&root / "classifier"), s3, cfg.num_classes)?;
+        let attention = attention::MultiScaleAttention::new(&(&root / "attention"), s3, k)?;
+        let fpn = fpn::Fpn::new(&(&root / "fpn"), s1, s2, s3, FPN_CHANNELS, k)?;
+        let classifier = classifier::Classifier::new(&(&root / "classifier"), s3, cfg.num_classes, k)?;
         let params = ordered_params(&vs)?;
-        Ok(Self { cfg: cfg.clone(), _vs: vs, params, conv1, dense1, trans1, res_blocks, attention, fpn, classifier })
+        let kernels = k.clone();
+        Ok(Self { cfg: cfg.clone(), kernels, _vs: vs, params, conv1, dense1, trans1, res_blocks, attention, fpn, classifier })
     }
 
     /// The configuration the model was built with.
     pub fn config(&self) -> &HybridNetConfig {
         &self.cfg
+    }
+
+    /// How many times each kernel option's path has run in this model's forwards.
+    pub fn kernel_calls(&self) -> KernelCalls {
+        self.kernels.calls()
     }
 
     /// `(name, tensor)` for every parameter, in PyTorch `state_dict()` order. The tensors
@@ -174,7 +195,7 @@ impl HybridNet {
         let n = x.size().first().copied().unwrap_or(0);
         let x = self.conv1.forward(x)?;
         let x = self.dense1.forward(&x)?;
-        let c1 = stage_layout(self.trans1.forward(&x)?)?;
+        let c1 = self.stage_layout(self.trans1.forward(&x)?)?;
         let mut stages = Vec::with_capacity(self.res_blocks.len());
         let mut x = c1.shallow_clone();
         for block in &self.res_blocks {
@@ -223,17 +244,18 @@ impl HybridNet {
 /// Map size (H·W) from which the residual stages run channels-last in inference.
 const CHANNELS_LAST_MIN_STAGE_PIXELS: i64 = 8 * 8;
 
-/// The layout the residual stages run in. Without a graph on the CPU, maps of 8x8 and more go
-/// channels-last: the three residual blocks and the attention took 419-472 ms instead of
-/// 551-593 ms on `[128, 128, 16, 16]` (2 cores) and 120-122 instead of 157-169 ms on
-/// `[128, 128, 8, 8]`. Everything else (training, tiny maps) runs NCHW.
-fn stage_layout(c1: Tensor) -> Result<Tensor> {
-    let size = c1.size();
-    let big_maps = size.len() == 4 && size[2] * size[3] >= CHANNELS_LAST_MIN_STAGE_PIXELS;
-    if big_maps && !c1.requires_grad() && c1.device() == Device::Cpu && layers::conv_rewrites_enabled() {
-        return layers::to_channels_last(&c1);
+impl HybridNet {
+    /// The layout the residual stages run in. With `channels_last`, without a graph on the CPU,
+    /// maps of 8x8 and more go channels-last (the residual blocks and the attention were faster
+    /// so). Everything else (training, tiny maps, the option off) runs NCHW.
+    fn stage_layout(&self, c1: Tensor) -> Result<Tensor> {
+        let size = c1.size();
+        let big_maps = size.len() == 4 && size[2] * size[3] >= CHANNELS_LAST_MIN_STAGE_PIXELS;
+        if self.kernels.take(Kernel::ChannelsLast, big_maps && !c1.requires_grad() && c1.device() == Device::Cpu) {
+            return layout::to_channels_last(&c1);
+        }
+        Ok(c1.f_contiguous()?)
     }
-    Ok(c1.f_contiguous()?)
 }
 
 /// A model shared by its FFI handle and the trainers made from it; the mutex makes sure no

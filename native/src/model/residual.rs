@@ -2,6 +2,7 @@
 //! Conv1x1(stride) → GN when the stride or channel count changes), then ReLU.
 
 use super::groups::get_groups;
+use super::kernels::Kernels;
 use super::layers::{Conv2d, GroupNorm};
 use crate::error::Result;
 use tch::{nn, Tensor};
@@ -19,16 +20,16 @@ pub struct ResidualBlock {
 
 impl ResidualBlock {
     /// Builds the block under `p`.
-    pub fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64) -> Result<Self> {
+    pub fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, kernels: &Kernels) -> Result<Self> {
         let g = get_groups(c_out);
         // Creation order is state_dict order: conv1, gn1, conv2, gn2, shortcut.
-        let conv1 = Conv2d::new(&(p / "conv1"), c_in, c_out, 3, stride, 1, false)?;
-        let gn1 = GroupNorm::new(&(p / "gn1"), g, c_out)?;
-        let conv2 = Conv2d::new(&(p / "conv2"), c_out, c_out, 3, 1, 1, false)?;
-        let gn2 = GroupNorm::new(&(p / "gn2"), g, c_out)?;
+        let conv1 = Conv2d::new(&(p / "conv1"), c_in, c_out, 3, stride, 1, false, kernels)?;
+        let gn1 = GroupNorm::new(&(p / "gn1"), g, c_out, kernels)?;
+        let conv2 = Conv2d::new(&(p / "conv2"), c_out, c_out, 3, 1, 1, false, kernels)?;
+        let gn2 = GroupNorm::new(&(p / "gn2"), g, c_out, kernels)?;
         let shortcut = if stride != 1 || c_in != c_out {
             let ps = p / "shortcut";
-            Some((Conv2d::new(&(&ps / 0), c_in, c_out, 1, stride, 0, false)?, GroupNorm::new(&(&ps / 1), g, c_out)?))
+            Some((Conv2d::new(&(&ps / 0), c_in, c_out, 1, stride, 0, false, kernels)?, GroupNorm::new(&(&ps / 1), g, c_out, kernels)?))
         } else {
             None
         };

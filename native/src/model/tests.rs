@@ -165,6 +165,7 @@ fn conv_rewrites_equal_conv2d_in_value_and_gradient() {
     use super::layers::{Conv2d, ConvPlan};
     crate::runtime::init();
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let kernels = kernels::Kernels::default();
     // (c_in, c_out, k, stride, padding, h, plan expected)
     let cases = [
         (64, 48, 3, 1, 1, 1, ConvPlan::Window),
@@ -183,7 +184,7 @@ fn conv_rewrites_equal_conv2d_in_value_and_gradient() {
     for (i, &(c_in, c_out, k, stride, padding, h, plan)) in cases.iter().enumerate() {
         assert_eq!(ConvPlan::choose(c_in, h, h, k, stride, padding), plan, "case {i}");
         tch::manual_seed(i as i64);
-        let conv = Conv2d::new(&(vs.root() / format!("c{i}")), c_in, c_out, k, stride, padding, true).unwrap();
+        let conv = Conv2d::new(&(vs.root() / format!("c{i}")), c_in, c_out, k, stride, padding, true, &kernels).unwrap();
         let x = Tensor::randn([3, c_in, h, h], tch::kind::FLOAT_CPU);
         let b = Tensor::randn([c_out], tch::kind::FLOAT_CPU);
         let ours =
@@ -366,4 +367,84 @@ fn dense_block_in_channels_last_equals_the_nchw_path() {
         let d = max_rel_diff(&eval, &graph);
         assert!(d < 1e-5, "{px} px {fpn:?}: eval logits, inference vs training layouts: {d}");
     }
+}
+
+/// Copies every parameter of `src` into `dst` (same architecture).
+fn copy_weights(dst: &HybridNet, src: &HybridNet) {
+    tch::no_grad(|| {
+        for ((_, d), (_, s)) in dst.named_parameters().iter().zip(src.named_parameters()) {
+            d.shallow_clone().copy_(s);
+        }
+    });
+}
+
+/// Logits of an eval forward at 128 px (every channels-last choice applies) and at 32 px (the
+/// conv rewrites of tiny maps apply), then the logits and the parameter gradients of a
+/// training forward and backward at 32 px (the stem's fold applies).
+fn kernel_workout(m: &HybridNet) -> (Vec<Tensor>, Tensor) {
+    let big = det_randn(&[1, 3, 128, 128], 31);
+    let small = det_randn(&[2, 3, 32, 32], 32);
+    let mut outs = vec![m.forward_t(&big, false).unwrap(), m.forward_t(&small, false).unwrap()];
+    let logits = m.forward_with(&small, &Dropout::Off).unwrap();
+    (&logits * &det_randn(&[2, 8], 33)).sum(Kind::Float).backward();
+    outs.push(logits.detach());
+    let grads: Vec<Tensor> = m
+        .named_parameters()
+        .iter()
+        .filter(|(n, _)| !n.starts_with("fpn."))
+        .map(|(_, p)| {
+            let g = p.grad().flatten(0, -1);
+            let _ = p.grad().zero_();
+            g
+        })
+        .collect();
+    (outs, Tensor::cat(&grads, 0))
+}
+
+#[test]
+fn each_model_follows_its_own_kernel_options() {
+    crate::runtime::init();
+    let all = KernelOptions::ALL;
+    let variants = [
+        all,
+        KernelOptions::NONE,
+        KernelOptions { fused_group_norm: false, ..all },
+        KernelOptions { conv_rewrites: false, ..all },
+        KernelOptions { channels_last: false, ..all },
+    ];
+    // Built together, run in turn in one process: nothing global decides a model's path.
+    let models: Vec<HybridNet> = variants.iter().map(|&kernels| model(&HybridNetConfig { kernels, ..Default::default() })).collect();
+    for m in &models[1..] {
+        copy_weights(m, &models[0]);
+    }
+    let runs: Vec<_> = models.iter().map(kernel_workout).collect();
+    let calls: Vec<KernelCalls> = models.iter().map(HybridNet::kernel_calls).collect();
+    let (reference, reference_grads) = &runs[0];
+    for (i, ((m, (outs, grads)), used)) in models.iter().zip(&runs).zip(&calls).enumerate() {
+        let k = variants[i];
+        assert_eq!(m.config().kernels, k, "model {i} keeps its options");
+        // Each option's path ran exactly when the option is on...
+        assert_eq!(used.fused_group_norm > 0, k.fused_group_norm, "model {i} {k:?}: {used:?}");
+        assert_eq!(used.conv_rewrites > 0, k.conv_rewrites, "model {i} {k:?}: {used:?}");
+        assert_eq!(used.channels_last > 0, k.channels_last, "model {i} {k:?}: {used:?}");
+        // ...and as often as in the all-on model: one option does not change another's choices.
+        // (Not so for the GroupNorm count: the stem's fold, a conv rewrite, normalises its input
+        // without the GroupNorm layer.)
+        let on = &calls[0];
+        if k.conv_rewrites {
+            assert_eq!(used.conv_rewrites, on.conv_rewrites, "model {i} {k:?}: {used:?} vs all on {on:?}");
+        }
+        if k.channels_last {
+            assert_eq!(used.channels_last, on.channels_last, "model {i} {k:?}: {used:?} vs all on {on:?}");
+        }
+        // The same function either way.
+        for (j, (a, r)) in outs.iter().zip(reference).enumerate() {
+            let d = max_rel_diff(a, r);
+            assert!(d < 1e-5, "model {i} {k:?}, output {j}: {d}");
+        }
+        let d = rel_l2(grads, reference_grads);
+        assert!(d < 1e-4, "model {i} {k:?}: gradients {d}");
+    }
+    // The paths differ in float summation order, so the all-off model's logits are not the same bits.
+    assert!(!runs[1].0[0].equal(&reference[0]), "all-off logits equal all-on logits bit for bit");
 }

@@ -1,8 +1,9 @@
-//! Training: hand-written optimizers ([`optim`]), native losses ([`loss`]), gradient
-//! clipping ([`clip`]) and the two-call / one-call step with savable state ([`trainer`]).
+//! Training: hand-written optimizers ([`optim`], with the one-pass CPU Adam of
+//! [`fused_adam`]), native losses ([`loss`]), gradient clipping ([`clip`]) and the two-call /
+//! one-call step with savable state ([`trainer`]).
 
 pub mod clip;
-pub mod fused;
+pub mod fused_adam;
 pub mod loss;
 pub mod optim;
 pub mod trainer;

@@ -4,15 +4,15 @@
 //! PyTorch (the FPN in `fpn: "skip"` mode never receives a gradient and stays unchanged).
 
 use super::clip::clip_grad_norm;
-use super::fused;
+use super::fused_adam;
 use crate::checkpoint::F32Tensor;
 use crate::error::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use tch::Tensor;
 
 /// Which update rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// `torch.optim.Adam`.
@@ -51,30 +51,39 @@ fn default_eps() -> f64 {
 fn default_momentum() -> f64 {
     0.9
 }
+fn default_true() -> bool {
+    true
+}
 
-/// Optimizer hyper-parameters (the `optimizer` object of the trainer config).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Optimizer hyper-parameters (the `optimizer` object of the trainer config). The ranges
+/// [`OptimizerConfig::validate`] accepts are those of `OptimizerOptionsSchema` in
+/// `ts/model/options.ts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// Update rule.
     pub kind: OptimizerKind,
-    /// Learning rate.
+    /// Learning rate, > 0.
     pub lr: f64,
-    /// Adam betas (default `[0.9, 0.999]`).
+    /// Adam betas, each in `[0, 1)` (default `[0.9, 0.999]`).
     #[serde(default = "default_betas")]
     pub betas: (f64, f64),
-    /// Adam epsilon (default 1e-8).
+    /// Adam epsilon, > 0 (default 1e-8).
     #[serde(default = "default_eps")]
     pub eps: f64,
-    /// Weight decay (L2 for Adam and SGD, decoupled for AdamW). Default 0.
+    /// Weight decay (L2 for Adam and SGD, decoupled for AdamW), >= 0. Default 0.
     #[serde(default)]
     pub weight_decay: f64,
-    /// SGD momentum (default 0.9; 0 disables the buffer).
+    /// SGD momentum in `[0, 1)` (default 0.9; 0 disables the buffer).
     #[serde(default = "default_momentum")]
     pub momentum: f64,
-    /// SGD Nesterov momentum (default false).
+    /// SGD Nesterov momentum (default false); needs momentum > 0.
     #[serde(default)]
     pub nesterov: bool,
+    /// Adam and AdamW on CPU float32 take the one-pass kernel of [`super::fused_adam`]
+    /// (default true); false takes the tensor-op path. Same update rule either way.
+    #[serde(default = "default_true")]
+    pub fused: bool,
 }
 
 impl OptimizerConfig {
@@ -88,34 +97,39 @@ impl OptimizerConfig {
             weight_decay: 0.0,
             momentum: default_momentum(),
             nesterov: false,
+            fused: true,
         }
     }
 
-    /// Range checks; messages name the field.
+    /// Range checks, the same as zod's: lr > 0, betas in `[0, 1)`, eps > 0, weight_decay >= 0,
+    /// momentum in `[0, 1)`, all finite; nesterov needs momentum > 0. Messages name the field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, v: f64| Error::invalid(format!("optimizer.{field} out of range: {v}"));
-        if !self.lr.is_finite() || self.lr < 0.0 {
-            return Err(bad("lr", self.lr));
+        let bad = |field: &str, want: &str, v: f64| Error::invalid(format!("optimizer.{field} must be {want}, got {v}"));
+        check_lr(self.lr)?;
+        for (field, v) in [("betas[0]", self.betas.0), ("betas[1]", self.betas.1), ("momentum", self.momentum)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(bad(field, "in [0, 1)", v));
+            }
         }
-        if !(0.0..1.0).contains(&self.betas.0) {
-            return Err(bad("betas[0]", self.betas.0));
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(bad("eps", "finite and > 0", self.eps));
         }
-        if !(0.0..1.0).contains(&self.betas.1) {
-            return Err(bad("betas[1]", self.betas.1));
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(bad("weight_decay", "finite and >= 0", self.weight_decay));
         }
-        if !self.eps.is_finite() || self.eps < 0.0 {
-            return Err(bad("eps", self.eps));
-        }
-        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
-            return Err(bad("weight_decay", self.weight_decay));
-        }
-        if !self.momentum.is_finite() || self.momentum < 0.0 {
-            return Err(bad("momentum", self.momentum));
-        }
-        if self.nesterov && (self.momentum <= 0.0) {
+        if self.nesterov && self.momentum <= 0.0 {
             return Err(Error::invalid("optimizer.nesterov requires momentum > 0"));
         }
         Ok(())
+    }
+}
+
+/// A learning rate must be finite and > 0 (in the config and when it is changed later).
+fn check_lr(lr: f64) -> Result<()> {
+    if lr.is_finite() && lr > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("optimizer.lr must be finite and > 0, got {lr}")))
     }
 }
 
@@ -136,7 +150,6 @@ pub struct Optimizer {
     cfg: OptimizerConfig,
     state: HashMap<String, ParamState>,
     steps: u64,
-    fused: bool,
     fused_steps: u64,
 }
 
@@ -155,7 +168,7 @@ impl Optimizer {
     /// A fresh optimizer (no state, step 0).
     pub fn new(cfg: OptimizerConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self { cfg, state: HashMap::new(), steps: 0, fused: true, fused_steps: 0 })
+        Ok(Self { cfg, state: HashMap::new(), steps: 0, fused_steps: 0 })
     }
 
     /// The configuration.
@@ -168,19 +181,11 @@ impl Optimizer {
         self.steps
     }
 
-    /// Changes the learning rate for the following steps.
+    /// Changes the learning rate (finite, > 0) for the following steps.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        if !lr.is_finite() || lr < 0.0 {
-            return Err(Error::invalid(format!("lr must be finite and >= 0, got {lr}")));
-        }
+        check_lr(lr)?;
         self.cfg.lr = lr;
         Ok(())
-    }
-
-    /// Turns the fused CPU Adam pass off (on by default): tests and the profiler compare it
-    /// with the tensor path.
-    pub fn set_fused(&mut self, on: bool) {
-        self.fused = on;
     }
 
     /// How many steps took the fused pass (the rest took the tensor path).
@@ -189,11 +194,11 @@ impl Optimizer {
     }
 
     /// Clips the gradients to `max_norm` (if given) and updates every parameter that has one;
-    /// returns the total gradient L2 norm before clipping. Adam and AdamW on CPU float32 run as
-    /// one fused pass (`fused.rs`); everything else takes the tensor path.
+    /// returns the total gradient L2 norm before clipping. With `fused`, Adam and AdamW on CPU
+    /// float32 run as one pass (`fused_adam.rs`); everything else takes the tensor path.
     pub fn step_clipped(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<f64> {
-        if self.fused && matches!(self.cfg.kind, OptimizerKind::Adam | OptimizerKind::Adamw) {
-            if let Some(norm) = self.fused_adam(params, max_norm)? {
+        if self.cfg.fused && matches!(self.cfg.kind, OptimizerKind::Adam | OptimizerKind::Adamw) {
+            if let Some(norm) = self.fused_step(params, max_norm)? {
                 return Ok(norm);
             }
         }
@@ -209,7 +214,7 @@ impl Optimizer {
 
     /// The fused CPU Adam/AdamW step, or `None` (state untouched but for zero moments made
     /// early) when a tensor is not plain CPU float32 or no worker pool could be made.
-    fn fused_adam(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<f64>> {
+    fn fused_step(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<f64>> {
         let _guard = tch::no_grad_guard();
         let mut live = Vec::new();
         for (name, p) in params {
@@ -218,13 +223,13 @@ impl Optimizer {
                 live.push((name, p, g));
             }
         }
-        if !live.iter().all(|(_, p, g)| fused::is_plain_f32(p) && fused::is_plain_f32(g)) {
+        if !live.iter().all(|(_, p, g)| fused_adam::is_plain_f32(p) && fused_adam::is_plain_f32(g)) {
             return Ok(None);
         }
         let (norm, scale) = match max_norm {
             Some(max) => {
                 let grads: Vec<&Tensor> = live.iter().map(|(_, _, g)| g).collect();
-                let Some(sumsq) = fused::grad_sumsq(&grads) else { return Ok(None) };
+                let Some(sumsq) = fused_adam::grad_sumsq(&grads) else { return Ok(None) };
                 let norm = sumsq.sqrt();
                 let coef = max / (norm + 1e-6);
                 (Some(norm), if coef < 1.0 { coef as f32 } else { 1.0 })
@@ -239,7 +244,7 @@ impl Optimizer {
             let m = buffer(st, "exp_avg", p)?.shallow_clone();
             let v = buffer(st, "exp_avg_sq", p)?.shallow_clone();
             let step = (st.step + 1) as f64;
-            let scalars = fused::AdamScalars {
+            let scalars = fused_adam::AdamScalars {
                 one_minus_b1: (1.0 - b1) as f32,
                 b2: b2 as f32,
                 one_minus_b2: (1.0 - b2) as f32,
@@ -249,10 +254,10 @@ impl Optimizer {
                 l2: if cfg.kind == OptimizerKind::Adam { cfg.weight_decay as f32 } else { 0.0 },
                 decay: if cfg.kind == OptimizerKind::Adamw { (1.0 - cfg.lr * cfg.weight_decay) as f32 } else { 1.0 },
             };
-            let Some(slot) = fused::Slot::new(p, g, &m, &v, scalars) else { return Ok(None) };
+            let Some(slot) = fused_adam::Slot::new(p, g, &m, &v, scalars) else { return Ok(None) };
             slots.push(slot);
         }
-        let Some(sumsq) = fused::adam_pass(&slots, scale) else { return Ok(None) };
+        let Some(sumsq) = fused_adam::adam_pass(&slots, scale) else { return Ok(None) };
         for (name, _, _) in &live {
             if let Some(st) = self.state.get_mut(name.as_str()) {
                 st.step += 1;
@@ -500,8 +505,7 @@ mod tests {
             let cfg = OptimizerConfig { kind, weight_decay: wd, ..OptimizerConfig::adam(0.01) };
             let (a, b) = (fuzz_params(), fuzz_params());
             let mut fused = Optimizer::new(cfg.clone()).unwrap();
-            let mut plain = Optimizer::new(cfg).unwrap();
-            plain.set_fused(false);
+            let mut plain = Optimizer::new(OptimizerConfig { fused: false, ..cfg }).unwrap();
             for step in 0..4 {
                 set_grads(&a, step);
                 set_grads(&b, step);
@@ -544,18 +548,40 @@ mod tests {
         assert!((f64::from(v) - want).abs() < 1e-8, "{v} vs {want}");
     }
 
+    /// The boundaries of every range, as zod's `OptimizerOptionsSchema` draws them (table rows:
+    /// JSON, accepted?, why).
     #[test]
-    fn bad_configs_are_rejected() {
-        for json in [
-            r#"{"kind":"adam"}"#,
-            r#"{"kind":"rmsprop","lr":1}"#,
-            r#"{"kind":"adam","lr":-1}"#,
-            r#"{"kind":"sgd","lr":1,"momentum":0,"nesterov":true}"#,
-            r#"{"kind":"adam","lr":1,"foo":1}"#,
-        ] {
+    fn configs_are_checked_like_zod_checks_them() {
+        let rows = [
+            (r#"{"kind":"adam","lr":0.001}"#, true, "the defaults fill the rest"),
+            (r#"{"kind":"adam"}"#, false, "lr is required"),
+            (r#"{"kind":"rmsprop","lr":1}"#, false, "unknown kind"),
+            (r#"{"kind":"adam","lr":1,"foo":1}"#, false, "unknown field"),
+            (r#"{"kind":"adam","lr":0}"#, false, "lr must be > 0"),
+            (r#"{"kind":"adam","lr":-1}"#, false, "lr must be > 0"),
+            (r#"{"kind":"adam","lr":1e-300}"#, true, "any positive lr"),
+            (r#"{"kind":"adam","lr":1,"betas":[0,0]}"#, true, "betas may be 0"),
+            (r#"{"kind":"adam","lr":1,"betas":[1,0.5]}"#, false, "betas[0] must be < 1"),
+            (r#"{"kind":"adam","lr":1,"betas":[0.5,1]}"#, false, "betas[1] must be < 1"),
+            (r#"{"kind":"adam","lr":1,"betas":[-0.1,0.5]}"#, false, "betas must be >= 0"),
+            (r#"{"kind":"adam","lr":1,"eps":0}"#, false, "eps must be > 0"),
+            (r#"{"kind":"adam","lr":1,"eps":1e-30}"#, true, "any positive eps"),
+            (r#"{"kind":"adam","lr":1,"weight_decay":0}"#, true, "weight decay may be 0"),
+            (r#"{"kind":"adam","lr":1,"weight_decay":-0.1}"#, false, "weight decay must be >= 0"),
+            (r#"{"kind":"sgd","lr":1,"momentum":0}"#, true, "momentum may be 0"),
+            (r#"{"kind":"sgd","lr":1,"momentum":1}"#, false, "momentum must be < 1"),
+            (r#"{"kind":"sgd","lr":1,"momentum":-0.5}"#, false, "momentum must be >= 0"),
+            (r#"{"kind":"sgd","lr":1,"momentum":0,"nesterov":true}"#, false, "nesterov needs momentum"),
+            (r#"{"kind":"sgd","lr":1,"momentum":0.5,"nesterov":true}"#, true, "nesterov with momentum"),
+            (r#"{"kind":"adam","lr":1,"fused":false}"#, true, "the tensor path"),
+            (r#"{"kind":"adam","lr":1,"fused":0}"#, false, "fused is a boolean"),
+        ];
+        for (json, want, why) in rows {
             let parsed: std::result::Result<OptimizerConfig, _> = serde_json::from_str(json);
             let ok = parsed.map(|c| c.validate().is_ok()).unwrap_or(false);
-            assert!(!ok, "{json} accepted");
+            assert_eq!(ok, want, "{json}: {why}");
         }
+        let mut opt = Optimizer::new(OptimizerConfig::adam(0.1)).unwrap();
+        assert!(opt.set_lr(0.0).is_err() && opt.set_lr(f64::NAN).is_err() && opt.set_lr(1e-5).is_ok());
     }
 }

@@ -9,12 +9,12 @@ use super::optim::{Optimizer, OptimizerConfig};
 use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::model::{lock, SharedModel};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// Trainer configuration (`hn_trainer_new` JSON).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainerConfig {
     /// Update rule and hyper-parameters.
@@ -31,7 +31,7 @@ pub struct TrainerConfig {
 }
 
 /// The parameters a trainer updates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trainable {
     /// Every parameter (normal training).

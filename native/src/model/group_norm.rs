@@ -1,8 +1,10 @@
-//! Fused CPU kernels written in C++ (`csrc/`, compiled by `build.rs` against libtorch's
-//! headers) where ATen's separate ops cost extra passes over memory. Each is one autograd node,
-//! so gradients flow through it like through the ops it replaces.
+//! GroupNorm, and GroupNorm followed by ReLU, as one C++ autograd node (`csrc/group_norm.cpp`,
+//! compiled by `build.rs` against libtorch's headers) where ATen's separate ops cost extra passes
+//! over memory; gradients flow through it like through the ops it replaces. The
+//! [`GroupNorm`](super::layers::GroupNorm) layer calls it when its model's
+//! [`fused_group_norm`](super::kernels::KernelOptions::fused_group_norm) option is on.
 
-use super::layers::is_channels_last;
+use super::layout::is_channels_last;
 use crate::error::{Error, Result};
 use std::ffi::{c_char, c_void, CStr};
 use tch::{Device, Kind, Tensor};
@@ -20,15 +22,9 @@ extern "C" {
     fn hn_fused_free_message(msg: *mut c_char);
 }
 
-/// Whether the fused kernels are used (`HN_FUSED=0` turns them off, for comparisons). Read at
-/// every call (a few dozen times per step), so that `examples/ab_step.rs` can alternate it.
-pub fn fused_enabled() -> bool {
-    std::env::var("HN_FUSED").map(|v| v.trim() != "0").unwrap_or(true)
-}
-
-/// Whether [`group_norm`] and [`group_norm_relu`] take `x`: a 4-D float CPU tensor, contiguous
+/// Whether [`forward`] and [`forward_relu`] take `x`: a 4-D float CPU tensor, contiguous
 /// or channels-last, whose channels split evenly into `groups`, with `[C]` float parameters.
-pub fn group_norm_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64) -> bool {
+pub fn supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64) -> bool {
     let size = x.size();
     let c = size.get(1).copied().unwrap_or(0);
     let param_ok = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.size() == [c];
@@ -45,19 +41,19 @@ pub fn group_norm_supports(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i
 
 /// `relu(group_norm(x, groups, weight, bias, eps))` in one pass over each (sample, group) slice
 /// (and one for its backward), in `x`'s layout; the output has that layout too. The caller
-/// checks [`group_norm_supports`].
-pub fn group_norm_relu(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
+/// checks [`supports`].
+pub fn forward_relu(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
     fused_group_norm(x, weight, bias, groups, eps, true)
 }
 
-/// `group_norm(x, groups, weight, bias, eps)` by the same kernels as [`group_norm_relu`]
-/// (ATen's channels-last GroupNorm backward is several times slower than its NCHW one).
-pub fn group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
+/// `group_norm(x, groups, weight, bias, eps)` by the same kernels as [`forward_relu`] (it
+/// serves channels-last input, where ATen's GroupNorm backward is slow; see docs/perf-log.md).
+pub fn forward(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Result<Tensor> {
     fused_group_norm(x, weight, bias, groups, eps, false)
 }
 
 fn fused_group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64, relu: bool) -> Result<Tensor> {
-    if !group_norm_supports(x, weight, bias, groups) {
+    if !supports(x, weight, bias, groups) {
         return Err(Error::invalid(format!("fused group_norm: unsupported input {:?} {:?} with {groups} groups", x.size(), x.kind())));
     }
     let mut out: *mut c_void = std::ptr::null_mut();
@@ -119,7 +115,7 @@ mod tests {
         for (i, (shape, groups, offset)) in cases.into_iter().enumerate() {
             let c = shape[1];
             let x = (randn(&shape, 10 * i as u64 + 1) * 2.0 + offset).set_requires_grad(true);
-            let x_cl = crate::model::layers::to_channels_last(&x).unwrap();
+            let x_cl = crate::model::layout::to_channels_last(&x).unwrap();
             assert!(is_channels_last(&x_cl), "case {i}: the channels-last view");
             let w = (randn(&[c], 10 * i as u64 + 2) * 0.5 + 1.0).set_requires_grad(true);
             let b = (randn(&[c], 10 * i as u64 + 3) * 0.5).set_requires_grad(true);
@@ -127,8 +123,7 @@ mod tests {
             for relu in [true, false] {
                 // 0: ATen, 1: fused on NCHW, 2: fused on channels-last.
                 let run = |variant: u8| {
-                    let fused =
-                        |x: &Tensor| if relu { group_norm_relu(x, &w, &b, groups, 1e-5) } else { group_norm(x, &w, &b, groups, 1e-5) };
+                    let fused = |x: &Tensor| if relu { forward_relu(x, &w, &b, groups, 1e-5) } else { forward(x, &w, &b, groups, 1e-5) };
                     let y = if variant == 2 {
                         let y = fused(&x_cl).unwrap();
                         assert!(is_channels_last(&y) || y.is_contiguous(), "case {i}: output layout");
@@ -158,7 +153,7 @@ mod tests {
                 }
                 let _g = tch::no_grad_guard();
                 for input in [&x, &x_cl] {
-                    let y = if relu { group_norm_relu(input, &w, &b, groups, 1e-5) } else { group_norm(input, &w, &b, groups, 1e-5) };
+                    let y = if relu { forward_relu(input, &w, &b, groups, 1e-5) } else { forward(input, &w, &b, groups, 1e-5) };
                     let d = rel(&y.unwrap(), &reference[0]);
                     assert!(d < 2e-5, "case {i} relu {relu} no-grad output: {d}");
                 }
@@ -171,10 +166,10 @@ mod tests {
         let w = Tensor::ones([6], tch::kind::FLOAT_CPU);
         let b = Tensor::zeros([6], tch::kind::FLOAT_CPU);
         let x = Tensor::randn([2, 6, 4, 4], tch::kind::FLOAT_CPU);
-        assert!(group_norm_relu(&x, &w, &b, 4, 1e-5).is_err(), "6 channels in 4 groups");
-        assert!(group_norm_relu(&x.transpose(2, 3), &w, &b, 3, 1e-5).is_err(), "neither contiguous nor channels-last");
-        assert!(group_norm_relu(&x.to_kind(Kind::Double), &w, &b, 3, 1e-5).is_err(), "double");
-        assert!(group_norm_relu(&x.view([2, 6, 16]), &w, &b, 3, 1e-5).is_err(), "3-D");
-        assert!(group_norm_relu(&x, &w, &b, 3, 1e-5).is_ok());
+        assert!(forward_relu(&x, &w, &b, 4, 1e-5).is_err(), "6 channels in 4 groups");
+        assert!(forward_relu(&x.transpose(2, 3), &w, &b, 3, 1e-5).is_err(), "neither contiguous nor channels-last");
+        assert!(forward_relu(&x.to_kind(Kind::Double), &w, &b, 3, 1e-5).is_err(), "double");
+        assert!(forward_relu(&x.view([2, 6, 16]), &w, &b, 3, 1e-5).is_err(), "3-D");
+        assert!(forward_relu(&x, &w, &b, 3, 1e-5).is_ok());
     }
 }
