@@ -3,8 +3,8 @@
  * Importing this module does not load the native library; the first native call does.
  */
 export { createModel, createTrainer, loadModel } from "./model/hybridnet.ts";
-export { Model, type ModelDescription } from "./native/model.ts";
-export { Trainer, type TrainStepResult } from "./native/trainer.ts";
+export { type KernelCalls, Model, type ModelDescription } from "./native/model.ts";
+export { Trainer, type TrainerDescription, type TrainStepResult } from "./native/trainer.ts";
 export {
   applyOps,
   Images,

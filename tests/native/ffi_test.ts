@@ -9,7 +9,7 @@ import {
   loadNativeFrom,
   NATIVE_PATH_ENV,
 } from "../../ts/native/ffi.ts";
-import { check } from "../../ts/native/errors.ts";
+import { check } from "../../ts/native/status.ts";
 
 Deno.test("handshake: the loaded library speaks this ABI version", () => {
   const lib = getNative();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type BatchShape, createModel, createTrainer, loadModel, type Model } from "../../ts/mod.ts";
-import { checkHandle, type HandleErrorFn } from "../../ts/native/errors.ts";
+import { checkHandle, type HandleErrorFn } from "../../ts/native/status.ts";
 import { getNative } from "../../ts/native/ffi.ts";
 import {
   batch,
@@ -16,6 +16,13 @@ import {
 const HW = 32;
 const probe = batch(2, 3, HW, 7);
 
+/** Parameters of the seed model with 8 classes (the PyTorch oracle's `num_parameters`). */
+const SEED_PARAMS = 7_696_913;
+/** The same model with `c` classes: the last layer, Linear(256, c), has 257 values per class. */
+function seedParams(classes: number): number {
+  return SEED_PARAMS - 257 * (8 - classes);
+}
+
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "hybridnet-test-" });
   try {
@@ -28,7 +35,7 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
 Deno.test("createModel: 8 classes x 3 channels has 7,696,913 parameters; describe lists them", () => {
   using model = createModel({ numClasses: 8, inputChannels: 3 });
   assert.equal(model.numClasses, 8);
-  assert.equal(model.parameterCount(), 7_696_913);
+  assert.equal(model.parameterCount(), SEED_PARAMS);
   const desc = model.describe();
   assert.equal(desc.numClasses, 8);
   assert.ok(desc.params.length > 0);
@@ -237,11 +244,49 @@ Deno.test("calls on one model queue: concurrent forwards all resolve; sync calls
   const pending = [0, 1, 2].map(() => model.forward(probe.x, probe.shape));
   throwsNative(() => model.parameterCount(), "BUSY");
   for (const logits of await Promise.all(pending)) assert.deepEqual(logits, ref);
-  assert.equal(model.parameterCount(), model.parameterCount(), "idle again after the queue drains");
+  assert.equal(model.parameterCount(), seedParams(3), "idle again after the queue drains");
 
   // close() while a call is queued: the queued call rejects CLOSED, the free waits for the queue.
   const m2 = createModel({ numClasses: 3 });
   const inFlight = m2.forward(probe.x, probe.shape);
   m2.close();
   await rejectsNative(() => inFlight, "CLOSED");
+});
+
+Deno.test("kernel options: two models in one process each follow their own, with the same function", async () => {
+  const off = { fusedGroupNorm: false, convRewrites: false, channelsLast: false };
+  using fast = createModel({ numClasses: 8, seed: 21 });
+  using plain = createModel({ numClasses: 8, seed: 21, kernels: off });
+  using onlyLayout = createModel({ numClasses: 8, seed: 21, kernels: { ...off, channelsLast: true } });
+  assert.deepEqual(fast.describe().config.kernels, {
+    fused_group_norm: true,
+    conv_rewrites: true,
+    channels_last: true,
+  });
+  assert.deepEqual(plain.describe().config.kernels, {
+    fused_group_norm: false,
+    conv_rewrites: false,
+    channels_last: false,
+  });
+  // 64 px: the stem's pool and the residual stages go channels-last in inference; the 2x2 and
+  // 1x1 maps of the last stages take the conv rewrites. The three models run in turn.
+  const x = batch(2, 3, 64, 5);
+  const [a, b, c] = [
+    await fast.forward(x.x, x.shape),
+    await plain.forward(x.x, x.shape),
+    await onlyLayout.forward(x.x, x.shape),
+  ];
+  for (const [name, logits] of [["all off", b], ["only channels-last", c]] as const) {
+    const rel = maxAbsDiff(logits, a) / Math.max(...a.map(Math.abs));
+    assert.ok(rel <= 1e-5, `${name}: logits differ from the default model's by ${rel} (relative)`);
+  }
+  assert.notDeepEqual(b, a, "the all-off model ran other kernels, so its logits are not the same bits");
+  const calls = [fast.kernelCalls(), plain.kernelCalls(), onlyLayout.kernelCalls()];
+  assert.ok(
+    calls[0].fusedGroupNorm > 0 && calls[0].convRewrites > 0 && calls[0].channelsLast > 0,
+    JSON.stringify(calls[0]),
+  );
+  assert.deepEqual(calls[1], { fusedGroupNorm: 0, convRewrites: 0, channelsLast: 0 });
+  assert.deepEqual(calls[2], { fusedGroupNorm: 0, convRewrites: 0, channelsLast: calls[0].channelsLast });
+  assert.deepEqual(await fast.forward(x.x, x.shape), a, "the default model is unchanged by the others' runs");
 });

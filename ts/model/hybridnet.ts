@@ -7,13 +7,15 @@ import { Trainer } from "../native/trainer.ts";
 import {
   type HybridNetOptionsInput,
   HybridNetOptionsSchema,
+  toNativeModelConfig,
+  toNativeTrainerConfig,
   type TrainerOptionsInput,
   TrainerOptionsSchema,
 } from "./options.ts";
 
 /** A new model with weights initialized from `options.seed`. */
 export function createModel(options: HybridNetOptionsInput = {}): Model {
-  return Model.create(HybridNetOptionsSchema.parse(options));
+  return Model.create(toNativeModelConfig(HybridNetOptionsSchema.parse(options)));
 }
 
 /**
@@ -33,5 +35,5 @@ export async function loadModel(checkpointPath: string, options: HybridNetOption
 
 /** A trainer for `model`; closed by `model.close()` at the latest. */
 export function createTrainer(model: Model, options: TrainerOptionsInput = {}): Trainer {
-  return Trainer.create(model, TrainerOptionsSchema.parse(options));
+  return Trainer.create(model, toNativeTrainerConfig(TrainerOptionsSchema.parse(options)));
 }

@@ -1,10 +1,21 @@
 /**
- * Options of the native model, trainer and loss: zod schemas (the one source of truth; the
- * Rust `serde` structs mirror them with `deny_unknown_fields`) and their conversion to the
- * snake_case JSON of docs/ABI.md. Every field is filled here, because the native side has no
- * defaults.
+ * Options of the native model and trainer: zod schemas (the one source of truth; the Rust
+ * `serde` structs mirror them with `deny_unknown_fields` and accept the same ranges) and their
+ * mapping onto the snake_case JSON types the native layer declares (`ts/native/config.ts`,
+ * docs/ABI.md). Every field is filled here, because the native side has no defaults. The native
+ * loss's options live with the native layer, which takes them directly; they are re-exported here.
  */
 import { z } from "zod";
+import type { NativeModelConfig, NativeTrainerConfig } from "../native/config.ts";
+
+export {
+  lossClassIssue,
+  type NativeLoss,
+  type NativeLossConfig,
+  type NativeLossInput,
+  NativeLossSchema,
+  toNativeLossConfig,
+} from "../native/config.ts";
 
 /** Largest seed that survives the trip through JSON into a Rust `u64`. */
 const MAX_SEED = Number.MAX_SAFE_INTEGER;
@@ -17,6 +28,10 @@ export const DEFAULT_LR = 1e-3;
 export const DEFAULT_BETAS: [number, number] = [0.9, 0.999];
 export const DEFAULT_EPS = 1e-8;
 export const DEFAULT_MOMENTUM = 0.9;
+/** Largest class count (Rust `MAX_CLASSES`). */
+export const MAX_CLASSES = 1_000_000;
+/** Largest input channel count (Rust `MAX_INPUT_CHANNELS`); the image data path makes 1 or 3. */
+export const MAX_INPUT_CHANNELS = 4096;
 
 /**
  * Kernel choices, fixed when the model is built (docs/ABI.md says which switch gates what).
@@ -32,8 +47,8 @@ export type KernelOptions = z.infer<typeof KernelOptionsSchema>;
 
 /** HybridNet architecture. `fpn: "skip"` skips the FPN maps the seed computes and discards. */
 export const HybridNetOptionsSchema = z.object({
-  numClasses: z.number().int().min(2).default(DEFAULT_NUM_CLASSES),
-  inputChannels: z.number().int().min(1).max(4).default(DEFAULT_INPUT_CHANNELS),
+  numClasses: z.number().int().min(2).max(MAX_CLASSES).default(DEFAULT_NUM_CLASSES),
+  inputChannels: z.number().int().min(1).max(MAX_INPUT_CHANNELS).default(DEFAULT_INPUT_CHANNELS),
   dropoutRate: z.number().min(0).lt(1).default(DEFAULT_DROPOUT_RATE),
   fpn: z.enum(["skip", "seed"]).default("skip"),
   kernels: KernelOptionsSchema.prefault({}),
@@ -47,6 +62,11 @@ export type HybridNetOptionsInput = z.input<typeof HybridNetOptionsSchema>;
 
 const Fraction = z.number().min(0).lt(1);
 
+/**
+ * Optimizer options. Rust's `OptimizerConfig::validate` accepts exactly these ranges (finite
+ * numbers; lr > 0; betas and momentum in [0, 1); eps > 0; weightDecay >= 0; nesterov only with
+ * momentum > 0). `fused`: Adam/AdamW on CPU float32 take the one-pass kernel (same update rule).
+ */
 export const OptimizerOptionsSchema = z.object({
   kind: z.enum(["adam", "adamw", "sgd"]).default("adam"),
   lr: z.number().positive().default(DEFAULT_LR),
@@ -55,7 +75,16 @@ export const OptimizerOptionsSchema = z.object({
   weightDecay: z.number().min(0).default(0),
   momentum: Fraction.default(DEFAULT_MOMENTUM),
   nesterov: z.boolean().default(false),
-}).strict();
+  fused: z.boolean().default(true),
+}).strict().superRefine((o, ctx) => {
+  if (o.nesterov && o.momentum <= 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["nesterov"],
+      message: "Nesterov momentum needs momentum > 0: set momentum, or nesterov: false",
+    });
+  }
+});
 
 /** Optimizer and step options of a native trainer. */
 export const TrainerOptionsSchema = z.object({
@@ -69,32 +98,24 @@ export const TrainerOptionsSchema = z.object({
 export type TrainerOptions = z.infer<typeof TrainerOptionsSchema>;
 export type TrainerOptionsInput = z.input<typeof TrainerOptionsSchema>;
 
-/** A loss computed natively (the twin of a TS loss plugin). */
-export const NativeLossSchema = z.object({
-  kind: z.enum(["cross_entropy", "focal"]).default("cross_entropy"),
-  gamma: z.number().min(0).default(1),
-  /** Per-class weights, one per class. */
-  alpha: z.array(z.number().min(0)).nullable().default(null),
-  /** 1 keeps a class, 0 excludes its logit from the softmax; one per class. */
-  classMask: z.array(z.union([z.literal(0), z.literal(1)])).nullable().default(null),
-}).strict();
-
-export type NativeLoss = z.infer<typeof NativeLossSchema>;
-export type NativeLossInput = z.input<typeof NativeLossSchema>;
-
 /** The `hn_model_new` JSON of docs/ABI.md. */
-export function toNativeModelConfig(o: HybridNetOptions): Record<string, unknown> {
+export function toNativeModelConfig(o: HybridNetOptions): NativeModelConfig {
   return {
     num_classes: o.numClasses,
     input_channels: o.inputChannels,
     dropout_rate: o.dropoutRate,
     fpn: o.fpn,
     seed: o.seed,
+    kernels: {
+      fused_group_norm: o.kernels.fusedGroupNorm,
+      conv_rewrites: o.kernels.convRewrites,
+      channels_last: o.kernels.channelsLast,
+    },
   };
 }
 
 /** The `hn_trainer_new` JSON of docs/ABI.md. */
-export function toNativeTrainerConfig(o: TrainerOptions): Record<string, unknown> {
+export function toNativeTrainerConfig(o: TrainerOptions): NativeTrainerConfig {
   const opt = o.optimizer;
   return {
     optimizer: {
@@ -105,25 +126,10 @@ export function toNativeTrainerConfig(o: TrainerOptions): Record<string, unknown
       weight_decay: opt.weightDecay,
       momentum: opt.momentum,
       nesterov: opt.nesterov,
+      fused: opt.fused,
     },
     clip_grad_norm: o.clipGradNorm,
     seed: o.seed,
     trainable: o.trainable,
   };
-}
-
-/** The `hn_trainer_set_loss` / `hn_loss_eval` JSON of docs/ABI.md. */
-export function toNativeLossConfig(o: NativeLoss): Record<string, unknown> {
-  return { kind: o.kind, gamma: o.gamma, alpha: o.alpha, class_mask: o.classMask };
-}
-
-/** Why `o` does not fit a model of `numClasses` classes, or null when it does. */
-export function lossClassIssue(o: NativeLoss, numClasses: number): string | null {
-  for (const [key, arr] of [["alpha", o.alpha], ["classMask", o.classMask]] as const) {
-    if (arr !== null && arr.length !== numClasses) {
-      return `loss.${key} has ${arr.length} entries, but there are ${numClasses} classes`;
-    }
-  }
-  if (o.classMask !== null && !o.classMask.includes(1)) return "loss.classMask masks out every class";
-  return null;
 }

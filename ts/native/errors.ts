@@ -1,11 +1,8 @@
 /**
- * The one error class of the native boundary, and the status checks that always throw it.
- *
- * Synchronous calls read this thread's last error (`hn_last_error_*`); calls declared
- * `nonblocking` run on another thread, so their message is read from the handle instead.
+ * The one error class of the native boundary and the status codes of docs/ABI.md. This module
+ * imports nothing: `ffi.ts` and `strings.ts` throw its errors, and `status.ts` (which calls the
+ * library) turns statuses into them.
  */
-import { getNative } from "./ffi.ts";
-import { type OutStringCall, readOutString } from "./strings.ts";
 
 /** Status codes of docs/ABI.md, by value. */
 export const STATUS_NAMES = {
@@ -68,46 +65,17 @@ export function statusName(status: number): StatusCode | "UNKNOWN_STATUS" {
   return name === undefined || name === "OK" ? "UNKNOWN_STATUS" : name as StatusCode;
 }
 
-function fail(status: number, op: string, message: string): never {
+/** The NativeError for a failed native call: `status` names the code, `message` is the library's. */
+export function statusError(status: number, op: string, message: string): NativeError {
   const text = message === "" ? "(the library recorded no message)" : message;
-  throw new NativeError(statusName(status), op, status in STATUS_NAMES ? text : `status ${status}: ${text}`, {
-    status,
-  });
-}
-
-/** This thread's last error message (empty when there is none). */
-export function lastErrorMessage(): string {
-  const { hn_last_error_length, hn_last_error_message } = getNative().symbols;
-  const len = Number(hn_last_error_length());
-  if (len === 0) return "";
-  const buf = new Uint8Array(len);
-  const written = Number(hn_last_error_message(buf, BigInt(len)));
-  return new TextDecoder().decode(buf.subarray(0, Math.min(written, len)));
-}
-
-/** Throws NativeError unless `status` is HN_OK; the message is this thread's last error. */
-export function check(status: number, op: string): void {
-  if (status !== HN_OK) fail(status, op, lastErrorMessage());
-}
-
-/** Reads a handle's last error: `hn_model_last_error` / `hn_trainer_last_error` bound to a handle. */
-export type HandleErrorFn = OutStringCall;
-
-/**
- * Throws NativeError unless `status` is HN_OK; for nonblocking calls, whose message lives on
- * the handle (the thread-local of the worker thread is out of reach).
- */
-export function checkHandle(status: number, op: string, handleError: HandleErrorFn): void {
-  if (status === HN_OK) return;
-  let message: string;
-  try {
-    message = readOutString(`${op} (reading the handle's error)`, handleError, (s) => {
-      if (s !== HN_OK) throw new Error(`status ${s}`);
-    });
-  } catch (err) {
-    message = `(could not read the handle's error message: ${err instanceof Error ? err.message : err})`;
-  }
-  fail(status, op, message);
+  return new NativeError(
+    statusName(status),
+    op,
+    status in STATUS_NAMES ? text : `status ${status}: ${text}`,
+    {
+      status,
+    },
+  );
 }
 
 /** A NativeError for a call on a closed handle; native code is not touched. */

@@ -12,16 +12,21 @@
  * a `nonblocking` call runs on one of Deno's worker threads, and glibc gives each thread its own
  * malloc arena. A non-main arena cannot hold a block over 64 MiB in its heap, so every large
  * activation is mmap'd and unmapped again each step, faulting its pages back in; the library's
- * `mallopt` settings cannot prevent that. Measured on 2 cores, batch 128 at 128 px, eval forward:
- * 36-38 img/s from a worker thread vs 64-77 img/s in the main arena. So model and trainer calls
- * run on the JS thread (the main arena), while the image gather stays `nonblocking`: the next
- * batch is still prepared on a worker thread while the current step runs.
+ * `mallopt` settings cannot prevent that (the eval forward at 128 px ran at about half the speed
+ * from a worker thread; docs/perf-log.md). So model and trainer calls run on the JS thread (the
+ * main arena), while the image gather stays `nonblocking`: the next batch is still prepared on a
+ * worker thread while the current step runs. The ABI still marks those model and trainer symbols
+ * **NB** (they may run on any thread and keep their error on the handle); `checkHandle` reads it
+ * from there either way.
  */
 import { fileURLToPath } from "node:url";
 import { NativeError } from "./errors.ts";
 
-/** The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature changes. */
-export const ABI_VERSION = 2;
+/**
+ * The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature or
+ * a JSON contract of docs/ABI.md changes.
+ */
+export const ABI_VERSION = 3;
 
 /** Environment variable that names the library file to load, instead of the build outputs. */
 export const NATIVE_PATH_ENV = "HYBRIDNET_NATIVE_PATH";
@@ -92,14 +97,14 @@ export const symbols = {
     ],
     result: "i32",
   },
-  /** Eval-mode forward without grad. NB: errors are read with hn_model_last_error. */
+  /** Eval-mode forward without grad. ABI **NB** (errors also on the handle), synchronous here. */
   hn_model_forward_eval: {
     parameters: [
       "pointer", // m: *mut HnModel
-      "buffer", // x: *const f32 — copied before the promise settles; do not mutate until then
+      "buffer", // x: *const f32 — copied before return
       "usize", // x_len: usize
       "buffer", // shape: *const i64 — 4 values n,c,h,w
-      "buffer", // out: *mut f32 — written before the promise settles
+      "buffer", // out: *mut f32 — written before return
       "usize", // out_len: usize — must be n * num_classes
     ],
     result: "i32",
@@ -121,6 +126,7 @@ export const symbols = {
     ],
     result: "i32",
   },
+  /** JSON: params (names, shapes), the decoded `hn_model_new` config, kernel path counts. */
   hn_model_describe: {
     parameters: [
       "pointer", // m: *const HnModel
@@ -130,7 +136,7 @@ export const symbols = {
     ],
     result: "i32",
   },
-  /** The message of the last failed call on this handle (the channel for NB calls). */
+  /** The message of the last failed call on this handle (the channel of the ABI's NB calls). */
   hn_model_last_error: {
     parameters: [
       "pointer", // m: *const HnModel
@@ -158,6 +164,16 @@ export const symbols = {
     ],
     result: "void",
   },
+  /** JSON: the decoded `hn_trainer_new` config, optimizer steps, steps that took the fused Adam. */
+  hn_trainer_describe: {
+    parameters: [
+      "pointer", // t: *const HnTrainer
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize — needed size, also on HN_ERR_BUFFER_TOO_SMALL
+    ],
+    result: "i32",
+  },
   hn_trainer_set_lr: {
     parameters: [
       "pointer", // t: *mut HnTrainer
@@ -165,24 +181,24 @@ export const symbols = {
     ],
     result: "i32",
   },
-  /** Train-mode forward; keeps the graph for the next backward_step. NB. */
+  /** Train-mode forward; keeps the graph for the next backward_step. ABI **NB**, synchronous here. */
   hn_trainer_forward_train: {
     parameters: [
       "pointer", // t: *mut HnTrainer
-      "buffer", // x: *const f32 — copied before the promise settles; do not mutate until then
+      "buffer", // x: *const f32 — copied before return
       "usize", // x_len: usize
       "buffer", // shape: *const i64 — 4 values n,c,h,w
-      "buffer", // out_logits: *mut f32 — written before the promise settles
+      "buffer", // out_logits: *mut f32 — written before return
       "usize", // out_len: usize — must be n * num_classes
     ],
     result: "i32",
     nonblocking: false, // see MAIN_ARENA_NOTE
   },
-  /** `logits.backward(dlogits)`, clip, optimizer step, zero grads. NB. */
+  /** `logits.backward(dlogits)`, clip, optimizer step, zero grads. ABI **NB**, synchronous here. */
   hn_trainer_backward_step: {
     parameters: [
       "pointer", // t: *mut HnTrainer
-      "buffer", // dlogits: *const f32 — copied before the promise settles
+      "buffer", // dlogits: *const f32 — copied before return
       "usize", // len: usize
       "buffer", // out_grad_norm: *mut f64 — total L2 norm before clipping
     ],
@@ -197,16 +213,16 @@ export const symbols = {
     ],
     result: "i32",
   },
-  /** Forward, native loss (mean over batch), backward, clip, step — one call. NB. */
+  /** One call: forward, native loss (batch mean), backward, clip, step. ABI **NB**, synchronous here. */
   hn_trainer_train_step: {
     parameters: [
       "pointer", // t: *mut HnTrainer
-      "buffer", // x: *const f32 — copied before the promise settles; do not mutate until then
+      "buffer", // x: *const f32 — copied before return
       "usize", // x_len: usize
       "buffer", // shape: *const i64 — 4 values n,c,h,w
-      "buffer", // targets: *const i32 — copied before the promise settles
+      "buffer", // targets: *const i32 — copied before return
       "usize", // n_targets: usize
-      "buffer", // out_logits: *mut f32 — written before the promise settles
+      "buffer", // out_logits: *mut f32 — written before return
       "usize", // out_len: usize
       "buffer", // out_loss: *mut f64
     ],
@@ -236,7 +252,7 @@ export const symbols = {
     ],
     result: "i32",
   },
-  /** The message of the last failed call on this handle (the channel for NB calls). */
+  /** The message of the last failed call on this handle (the channel of the ABI's NB calls). */
   hn_trainer_last_error: {
     parameters: [
       "pointer", // t: *const HnTrainer
@@ -333,7 +349,7 @@ export const symbols = {
     ],
     result: "i32",
   },
-  /** The message of the last failed call on this handle (the channel for NB calls). */
+  /** The message of the last failed call on this handle (the channel of the nonblocking gather). */
   hn_images_last_error: {
     parameters: [
       "pointer", // h: *const HnImages

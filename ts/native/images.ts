@@ -8,18 +8,19 @@
  * with model calls (no shared queue). `close()` defers the native free until in-flight gathers
  * settle.
  */
-import type { AugmentOp } from "../pipeline/types.ts";
-import {
-  check,
-  checkHandle,
-  closedError,
-  type HandleErrorFn,
-  HN_OK,
-  NativeError,
-  statusName,
-} from "./errors.ts";
+import { closedError, HN_OK, NativeError, statusName } from "./errors.ts";
 import { getNative } from "./ffi.ts";
+import { check, checkHandle, type HandleErrorFn } from "./status.ts";
 import { encodeJson, readOutString } from "./strings.ts";
+
+/** Declarative ops run natively per batch, in order (docs/ABI.md, augment ops). */
+export type AugmentOp =
+  | { op: "hflip"; p: number }
+  | { op: "vflip"; p: number }
+  | { op: "rot90"; p: number }
+  | { op: "random_resized_crop"; scale: [number, number]; ratio: [number, number] }
+  | { op: "jitter"; brightness: number; contrast: number }
+  | { op: "normalize"; mean: number[]; std: number[] };
 
 /** Options of {@link Images.build}. */
 export interface ImagesBuildOptions {

@@ -1,14 +1,10 @@
 /**
  * Library-wide calls: build info, thread count, global seed, and the stateless native loss.
  */
-import {
-  lossClassIssue,
-  type NativeLossInput,
-  NativeLossSchema,
-  toNativeLossConfig,
-} from "../model/options.ts";
-import { check, NativeError } from "./errors.ts";
+import { lossClassIssue, type NativeLossInput, NativeLossSchema, toNativeLossConfig } from "./config.ts";
+import { NativeError } from "./errors.ts";
 import { getNative } from "./ffi.ts";
+import { check } from "./status.ts";
 import { encodeJson, readOutString } from "./strings.ts";
 
 /** What `hn_info_json` reports about the loaded library. */
@@ -66,16 +62,16 @@ export function lossEval(
   targets: Int32Array,
 ): { loss: number; grad: Float32Array } {
   const op = "hn_loss_eval";
-  const parsed = NativeLossSchema.parse(loss);
+  const config = toNativeLossConfig(NativeLossSchema.parse(loss));
   const issue = !(Number.isSafeInteger(n) && n > 0 && Number.isSafeInteger(c) && c > 0)
     ? `n and c must be positive integers; got n=${n}, c=${c}`
     : logits.length !== n * c
     ? `logits has ${logits.length} values; [n, c] = [${n}, ${c}] needs ${n * c}`
     : targets.length !== n
     ? `targets has ${targets.length} values; n = ${n}`
-    : lossClassIssue(parsed, c);
+    : lossClassIssue(config, c);
   if (issue !== null) throw new NativeError("INVALID_ARG", op, issue);
-  const cfg = encodeJson(toNativeLossConfig(parsed));
+  const cfg = encodeJson(config);
   const out = new Float64Array(1);
   const grad = new Float32Array(n * c);
   check(

@@ -1,16 +1,33 @@
 /**
  * `Model`: the TS owner of one native `HnModel` handle.
  */
-import { type HybridNetOptions, toNativeModelConfig } from "../model/options.ts";
-import { check, checkHandle, closedError, type HandleErrorFn, NativeError } from "./errors.ts";
+import type { NativeModelConfig } from "./config.ts";
+import { closedError, NativeError } from "./errors.ts";
 import { getNative } from "./ffi.ts";
 import { type BatchShape, CallQueue, checkBatch } from "./handle.ts";
+import { check, checkHandle, type HandleErrorFn } from "./status.ts";
 import { encodeJson, encodeString, readOutString } from "./strings.ts";
 
-/** Names and shapes of the model's tensors, in state_dict (checkpoint) order. */
+/** What the model is: its tensors' names and shapes in state_dict (checkpoint) order, and the config as Rust decoded it. */
 export interface ModelDescription {
   numClasses: number;
   params: { name: string; shape: number[] }[];
+  /** The `hn_model_new` JSON as the library decoded it (equal to what was sent). */
+  config: NativeModelConfig;
+}
+
+/** How many times each kernel option's path has run in this model (`kernel_calls` of docs/ABI.md). */
+export interface KernelCalls {
+  fusedGroupNorm: number;
+  convRewrites: number;
+  channelsLast: number;
+}
+
+interface DescribeJson {
+  num_classes: number;
+  params: { name: string; shape: number[] }[];
+  config: NativeModelConfig;
+  kernel_calls: { fused_group_norm: number; conv_rewrites: number; channels_last: number };
 }
 
 /** Something a model closes in its own close() (its trainers). */
@@ -44,7 +61,7 @@ export let linkModel: (model: Model) => ModelLink;
  */
 export class Model {
   #handle: Deno.PointerObject | null;
-  readonly #options: HybridNetOptions;
+  readonly #config: NativeModelConfig;
   readonly #queue = new CallQueue();
   readonly #children = new Set<ModelChild>();
   readonly #shape = new BigInt64Array(4);
@@ -62,32 +79,32 @@ export class Model {
     });
   }
 
-  private constructor(handle: Deno.PointerObject, options: HybridNetOptions) {
+  private constructor(handle: Deno.PointerObject, config: NativeModelConfig) {
     this.#handle = handle;
-    this.#options = options;
+    this.#config = structuredClone(config);
     freeModel.register(this, handle, this);
   }
 
-  /** Builds a model from parsed options (see `createModel` for the validating facade). */
-  static create(options: HybridNetOptions): Model {
+  /** Builds a model from its `hn_model_new` JSON (see `createModel` for the validating facade). */
+  static create(config: NativeModelConfig): Model {
     const { hn_model_new } = getNative().symbols;
-    const cfg = encodeJson(toNativeModelConfig(options));
+    const cfg = encodeJson(config);
     const out = new BigUint64Array(1);
     check(hn_model_new(cfg, BigInt(cfg.length), out), "hn_model_new");
     const handle = Deno.UnsafePointer.create(out[0]);
     if (handle === null) throw new NativeError("STATE", "hn_model_new", "returned HN_OK but a null handle");
-    return new Model(handle, options);
+    return new Model(handle, config);
   }
 
-  /** The options the model was built with. */
-  get options(): HybridNetOptions {
-    return this.#options;
+  /** The `hn_model_new` JSON the model was built from. */
+  get config(): NativeModelConfig {
+    return structuredClone(this.#config);
   }
   get numClasses(): number {
-    return this.#options.numClasses;
+    return this.#config.num_classes;
   }
   get inputChannels(): number {
-    return this.#options.inputChannels;
+    return this.#config.input_channels;
   }
   get closed(): boolean {
     return this.#handle === null;
@@ -177,21 +194,32 @@ export class Model {
     return Number(this.#u64[0]);
   }
 
-  /** Tensor names and shapes in checkpoint order. */
+  /** Tensor names and shapes in checkpoint order, and the config as decoded natively. */
   describe(): ModelDescription {
-    const op = "hn_model_describe";
-    const handle = this.#idle(op);
+    this.#idle("hn_model_describe");
     if (this.#description === undefined) {
-      const { hn_model_describe } = getNative().symbols;
-      const json = readOutString(
-        op,
-        (buf, cap, outLen) => hn_model_describe(handle, buf, cap, outLen),
-        check,
-      );
-      const parsed = JSON.parse(json) as { num_classes: number; params: { name: string; shape: number[] }[] };
-      this.#description = { numClasses: parsed.num_classes, params: parsed.params };
+      const parsed = this.#describeJson();
+      this.#description = { numClasses: parsed.num_classes, params: parsed.params, config: parsed.config };
     }
     return structuredClone(this.#description);
+  }
+
+  /** How many times each kernel option's path has run in this model's forwards so far. */
+  kernelCalls(): KernelCalls {
+    const c = this.#describeJson().kernel_calls;
+    return {
+      fusedGroupNorm: c.fused_group_norm,
+      convRewrites: c.conv_rewrites,
+      channelsLast: c.channels_last,
+    };
+  }
+
+  #describeJson(): DescribeJson {
+    const op = "hn_model_describe";
+    const handle = this.#idle(op);
+    const { hn_model_describe } = getNative().symbols;
+    const json = readOutString(op, (buf, cap, outLen) => hn_model_describe(handle, buf, cap, outLen), check);
+    return JSON.parse(json) as DescribeJson;
   }
 
   /** Frees the handle (after an in-flight call settles) and closes every trainer of this model. Idempotent. */

@@ -6,19 +6,29 @@ import {
   lossClassIssue,
   type NativeLossInput,
   NativeLossSchema,
+  type NativeTrainerConfig,
   toNativeLossConfig,
-  toNativeTrainerConfig,
-  type TrainerOptions,
-} from "../model/options.ts";
-import { check, checkHandle, closedError, type HandleErrorFn, NativeError } from "./errors.ts";
+} from "./config.ts";
+import { closedError, NativeError } from "./errors.ts";
 import { getNative } from "./ffi.ts";
 import { type BatchShape, checkBatch, checkTargets } from "./handle.ts";
 import { linkModel, type Model, type ModelLink } from "./model.ts";
-import { encodeJson, encodeString } from "./strings.ts";
+import { check, checkHandle, type HandleErrorFn } from "./status.ts";
+import { encodeJson, encodeString, readOutString } from "./strings.ts";
 
 const freeTrainer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
   getNative().symbols.hn_trainer_free(handle);
 });
+
+/** What `describe` reports about a trainer. */
+export interface TrainerDescription {
+  /** The `hn_trainer_new` JSON as the library decoded it (equal to what was sent). */
+  config: NativeTrainerConfig;
+  /** Optimizer steps taken. */
+  steps: number;
+  /** Of those, the steps that took the fused Adam pass (`optimizer.fused`). */
+  fusedSteps: number;
+}
 
 /** Result of `trainStep`. */
 export interface TrainStepResult {
@@ -48,11 +58,11 @@ export class Trainer {
     freeTrainer.register(this, handle, this);
   }
 
-  /** Makes a trainer for `model` from parsed options (see `createTrainer` for the facade). */
-  static create(model: Model, options: TrainerOptions): Trainer {
+  /** Makes a trainer for `model` from its `hn_trainer_new` JSON (see `createTrainer` for the facade). */
+  static create(model: Model, config: NativeTrainerConfig): Trainer {
     const op = "hn_trainer_new";
     const link = linkModel(model);
-    const cfg = encodeJson(toNativeTrainerConfig(options));
+    const cfg = encodeJson(config);
     const out = new BigUint64Array(1);
     const modelHandle = link.handle(op);
     if (link.queue.busy) {
@@ -177,12 +187,26 @@ export class Trainer {
   /** Sets the native loss used by `trainStep` (validated with `NativeLossSchema`). */
   setLoss(loss: NativeLossInput): void {
     const op = "hn_trainer_set_loss";
-    const parsed = NativeLossSchema.parse(loss);
-    const issue = lossClassIssue(parsed, this.#link.numClasses);
+    const config = toNativeLossConfig(NativeLossSchema.parse(loss));
+    const issue = lossClassIssue(config, this.#link.numClasses);
     if (issue !== null) throw new NativeError("INVALID_ARG", op, issue);
     const handle = this.#idle(op);
-    const cfg = encodeJson(toNativeLossConfig(parsed));
+    const cfg = encodeJson(config);
     check(getNative().symbols.hn_trainer_set_loss(handle, cfg, BigInt(cfg.length)), op);
+  }
+
+  /** The config as the library decoded it, and the optimizer's step counts. */
+  describe(): TrainerDescription {
+    const op = "hn_trainer_describe";
+    const handle = this.#idle(op);
+    const { hn_trainer_describe } = getNative().symbols;
+    const json = readOutString(
+      op,
+      (buf, cap, outLen) => hn_trainer_describe(handle, buf, cap, outLen),
+      check,
+    );
+    const parsed = JSON.parse(json) as { config: NativeTrainerConfig; steps: number; fused_steps: number };
+    return { config: parsed.config, steps: parsed.steps, fusedSteps: parsed.fused_steps };
   }
 
   /** One call: forward, native loss (mean over the batch), backward, clip, optimizer step. */

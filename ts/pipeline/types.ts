@@ -6,6 +6,7 @@
  */
 import type { z } from "zod";
 import type { NativeLossInput } from "../model/options.ts";
+import type { AugmentOp } from "../native/images.ts";
 
 /** The pipeline stages that take a plugin: the one list (registry, built-ins and config use it). */
 export const PLUGIN_STAGES = ["load", "augment", "sample", "loss", "stage", "evaluate"] as const;
@@ -71,14 +72,8 @@ export interface Loader {
   load(): Promise<Dataset>;
 }
 
-/** Declarative ops run natively per batch (see docs/ABI.md, augment ops). */
-export type AugmentOp =
-  | { op: "hflip"; p: number }
-  | { op: "vflip"; p: number }
-  | { op: "rot90"; p: number }
-  | { op: "random_resized_crop"; scale: [number, number]; ratio: [number, number] }
-  | { op: "jitter"; brightness: number; contrast: number }
-  | { op: "normalize"; mean: number[]; std: number[] };
+/** Declarative ops run natively per batch (defined by the native image path; docs/ABI.md). */
+export type { AugmentOp };
 
 export interface Augmenter {
   /** native ops applied to training batches, in order (normalize included) */
