@@ -16,7 +16,7 @@ import { z } from "zod";
 import { loadConfig, parseYaml } from "./config.ts";
 import { ConfigError, DataError, UsageError } from "./errors.ts";
 import { runPipeline, type RunResult } from "./runner.ts";
-import { writeAtomic } from "./rundir.ts";
+import { exists, writeAtomic } from "./rundir.ts";
 import { escapeXml, svgClose, svgOpen } from "./svg.ts";
 import type { Metrics } from "./types.ts";
 
@@ -419,14 +419,6 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
   return await render();
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A spec from command-line pieces: each `--config` file a recipe, or a grid over one base config. */
 export function specFromArgs(o: {

@@ -93,7 +93,8 @@ export async function writeAtomic(path: string, data: string | Uint8Array): Prom
   await Deno.rename(tmp, path);
 }
 
-async function exists(p: string): Promise<boolean> {
+/** Whether a path exists (a file or a folder). */
+export async function exists(p: string): Promise<boolean> {
   try {
     await Deno.stat(p);
     return true;
