@@ -36,6 +36,15 @@ export interface RunInfo {
   valCount: number;
 }
 
+/** One step's own figures, for step-level logs (TensorBoard): its LR, its loss when read, the global step. */
+export interface BatchInfo {
+  lr: number;
+  /** the batch's mean loss; null when the session did not read it this step */
+  loss: number | null;
+  /** steps taken in the whole run, this one included */
+  globalStep: number;
+}
+
 /** Train figures of one epoch (on the train-mode logits of the sampled batches). */
 export interface TrainSummary {
   loss: number;
@@ -63,7 +72,14 @@ export interface Callback {
   onFitStart?(info: RunInfo): void | Promise<void>;
   onStageChange?(epoch: number, plan: StagePlan, previous: StagePlan | null): void | Promise<void>;
   onTrainEpochStart?(epoch: number, plan: StagePlan, steps: number, images: number): void | Promise<void>;
-  onTrainBatchEnd?(epoch: number, step: number, loss: number, images: number): void | Promise<void>;
+  /** after each step: `loss` is the epoch's running mean so far; `batch` has this step's own figures */
+  onTrainBatchEnd?(
+    epoch: number,
+    step: number,
+    loss: number,
+    images: number,
+    batch: BatchInfo,
+  ): void | Promise<void>;
   onTrainEpochEnd?(epoch: number, summary: TrainSummary): void | Promise<void>;
   onValidationStart?(epoch: number): void | Promise<void>;
   onValidationEnd?(epoch: number, val: { all: Metrics; active: Metrics }): void | Promise<void>;

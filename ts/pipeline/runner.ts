@@ -40,7 +40,15 @@ import {
 import { scheduleOf, sessionSpec, TrainSession } from "./session.ts";
 import type { AugmentOp, EpochMetrics, Metrics, Rng, StagePlan, Stateful } from "./types.ts";
 
-export type { Callback, EpochRecord, HookName, RunInfo, RunResult, TrainSummary } from "./callbacks.ts";
+export type {
+  BatchInfo,
+  Callback,
+  EpochRecord,
+  HookName,
+  RunInfo,
+  RunResult,
+  TrainSummary,
+} from "./callbacks.ts";
 export { callHooks } from "./callbacks.ts";
 
 /** Options of `runPipeline`. */
@@ -190,7 +198,11 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan): Promise<Tra
     seen += b.shape[0];
     if (r.loss !== null) lossSum += r.loss * b.shape[0];
     run.state.globalStep++;
-    await run.hook("onTrainBatchEnd", epoch, b.index + 1, lossSum / seen, seen);
+    await run.hook("onTrainBatchEnd", epoch, b.index + 1, lossSum / seen, seen, {
+      lr: r.lr,
+      loss: r.loss,
+      globalStep: run.state.globalStep,
+    });
   }
   const seconds = (performance.now() - t0) / 1000;
   const fig = session.endEpoch();
