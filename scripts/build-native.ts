@@ -2,9 +2,10 @@
  * `deno task build:native`: finds or installs libtorch, builds native/ in release mode, and
  * writes native/target/release/build-info.json. With `--if-stale` it does nothing when the
  * library was built from the current native sources, Rust and C++ (every task that needs the
- * library runs it so).
+ * library runs it so). Either way it first makes sure the project venv has the pinned tensorboard
+ * (the tests read the runs' event files with it).
  */
-import { prepareLibtorch, ROOT, run } from "./lib/libtorch.ts";
+import { ensureTensorboard, prepareLibtorch, ROOT, run } from "./lib/libtorch.ts";
 
 const NATIVE = `${ROOT}/native`;
 const LIB = `${NATIVE}/target/release/libhybridnet.so`;
@@ -65,6 +66,8 @@ async function checkTools(): Promise<void> {
 if (import.meta.main) {
   const ifStale = Deno.args.includes("--if-stale");
   try {
+    // before the freshness check, so an existing venv gets it too; training runs without it
+    await ensureTensorboard().catch((e) => log(`warning: ${e instanceof Error ? e.message : e}`));
     const hash = await sourceHash();
     if (ifStale && await isFresh(hash)) Deno.exit(0);
     await checkTools();

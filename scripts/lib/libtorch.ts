@@ -15,6 +15,8 @@ import { CUDA_LIB, stripNeeded } from "../elf-cpu-view.ts";
 
 export const TORCH_VERSION = "2.11.0";
 const PY_DEPS = ["filelock", "typing-extensions", "sympy", "networkx", "jinja2", "fsspec", "numpy"];
+/** The tests read the run folders' event files back with TensorBoard's own reader. */
+export const TENSORBOARD_VERSION = "2.21.0";
 
 export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 export const VIEW = `${ROOT}/native/.libtorch`;
@@ -116,8 +118,43 @@ async function makeVenv(): Promise<string> {
   ];
   // --no-deps: PyPI's torch pulls ~3 GB of nvidia-* wheels that a CPU never uses.
   await run([...pip, "--no-deps", `torch==${TORCH_VERSION}`]);
-  await run([...pip, ...PY_DEPS]);
+  await run([...pip, ...PY_DEPS, `tensorboard==${TENSORBOARD_VERSION}`]);
   return `${VENV}/bin/python`;
+}
+
+/** Whether the venv holds the pinned tensorboard (a folder check: no Python start). */
+async function venvHasTensorboard(): Promise<boolean> {
+  try {
+    for (const e of Deno.readDirSync(`${VENV}/lib`)) {
+      if (await exists(`${VENV}/lib/${e.name}/site-packages/tensorboard-${TENSORBOARD_VERSION}.dist-info`)) {
+        return true;
+      }
+    }
+  } catch { /* no venv yet */ }
+  return false;
+}
+
+/**
+ * Installs the pinned tensorboard into the project venv when it lacks it, creating the venv when
+ * there is none (torch may come from another Python). Only tensorboard and its own dependencies:
+ * the CPU-only torch install is not touched.
+ */
+export async function ensureTensorboard(): Promise<void> {
+  if (await venvHasTensorboard()) return;
+  log(`installing tensorboard==${TENSORBOARD_VERSION} into ${VENV} (the tests read event files with it)`);
+  if (!(await exists(`${VENV}/bin/python`))) {
+    await run([Deno.env.get("HN_PYTHON") ?? "python3", "-m", "venv", VENV]);
+  }
+  await run([
+    `${VENV}/bin/python`,
+    "-m",
+    "pip",
+    "install",
+    "--disable-pip-version-check",
+    "--progress-bar",
+    "off",
+    `tensorboard==${TENSORBOARD_VERSION}`,
+  ]);
 }
 
 async function findTorch(): Promise<
