@@ -24,7 +24,8 @@ export function layerOf(path: string): { name: string; rank: number } {
 
 /** Imports that are allowed although they point at a higher layer (each with its reason). */
 export const ALLOWED_UPWARD: Record<string, string> = {
-  "ts/pipeline/registry.ts -> ts/plugins/builtins.ts": "the registry is the pipeline's one door to the built-ins",
+  "ts/pipeline/registry.ts -> ts/plugins/builtins.ts":
+    "the registry is the pipeline's one door to the built-ins",
 };
 
 /** The local module graph of ts/ as `path -> imported paths` (paths relative to the root). */
@@ -39,7 +40,10 @@ export async function importGraph(entries = ["ts/cli.ts", "ts/mod.ts"]): Promise
     }).output();
     if (!out.success) throw new Error(`deno info ${entry}: ${new TextDecoder().decode(out.stderr)}`);
     const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-      modules: { specifier: string; dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[] }[];
+      modules: {
+        specifier: string;
+        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
+      }[];
     };
     for (const m of info.modules) {
       if (!m.specifier.startsWith("file://")) continue;
