@@ -136,6 +136,40 @@ export function readInferenceMeta(runDir: string | null): InferenceMeta | null {
   }
 }
 
+/**
+ * Refuses to score data whose classes are not the checkpoint's: another count always, other
+ * names (or order) unless `allow` — then a warning names the differences.
+ */
+export function checkClassNames(
+  trained: string[],
+  data: string[],
+  checkpoint: string,
+  allow: boolean,
+  warn: (l: string) => void,
+): void {
+  if (trained.length !== data.length) {
+    throw new DataError(
+      `${checkpoint} was trained on ${trained.length} classes (${
+        trained.join(", ")
+      }); the data has ${data.length} ` +
+        `(${data.join(", ")})`,
+    );
+  }
+  const diff = trained.map((
+    n,
+    k,
+  ) => (n === data[k] ? null : `class ${k}: "${n}" in the checkpoint, "${data[k]}" in the data`))
+    .filter((d): d is string => d !== null);
+  if (diff.length === 0) return;
+  const what = `the data's class names differ from the checkpoint's (inference.json): ${diff.join("; ")}`;
+  if (!allow) {
+    throw new DataError(
+      `${what}. Scores would compare the wrong classes; pass --allow-class-mismatch to score anyway`,
+    );
+  }
+  warn(`warning: ${what}; scoring anyway (--allow-class-mismatch)`);
+}
+
 /** Metrics and confusion matrix of a checkpoint on a split of the config's dataset. */
 export async function evaluateCheckpoint(opts: {
   checkpoint: string;
@@ -143,6 +177,8 @@ export async function evaluateCheckpoint(opts: {
   runDir: string | null;
   split: "val" | "test";
   log?: (l: string) => void;
+  /** score a data set whose class names differ from the checkpoint's (same count) */
+  allowClassMismatch?: boolean;
 }): Promise<EvalResult> {
   const log = opts.log ?? ((l: string): void => console.error(l));
   const { config } = opts;
@@ -151,6 +187,15 @@ export async function evaluateCheckpoint(opts: {
   const data = await openRunData(config, { log, splits: [opts.split], statsFromTrain: meta === null });
   let session: TrainSession | null = null;
   try {
+    if (meta) {
+      checkClassNames(
+        meta.classNames,
+        data.classNames,
+        opts.checkpoint,
+        opts.allowClassMismatch === true,
+        log,
+      );
+    }
     const images = data.splits[opts.split];
     if (!images) throw new DataError(`the dataset (${data.dataset.description}) has no ${opts.split} split`);
     session = await TrainSession.open(

@@ -15,6 +15,7 @@ import { batchCount, batchStream } from "./data.ts";
 import { DataError, UsageError } from "./errors.ts";
 import { createPlugin, type PluginSection } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
+import { checkOrder, pluginLabel } from "./plugin-checks.ts";
 import { openRunData, pluginContext, type RunData } from "./run-data.ts";
 import { writeAtomic } from "./rundir.ts";
 import { formatSeedLines } from "./seed-format.ts";
@@ -73,6 +74,7 @@ async function trainHead(session: TrainSession, o: {
   epochs: number;
   batchSize: number;
   maxSteps: number | null;
+  samplerLabel: string;
   log(line: string): void;
 }): Promise<void> {
   const { config, data, sampler, epochs, batchSize } = o;
@@ -83,7 +85,12 @@ async function trainHead(session: TrainSession, o: {
   for (let epoch = 0; epoch < epochs; epoch++) {
     manualSeed(deriveSeed(config.seed, "crt-epoch", epoch));
     session.beginEpoch(epoch, plan);
-    const order = sampler.sample(train.labels, all, epoch, rng);
+    const order = checkOrder(
+      sampler.sample(train.labels, all, epoch, rng),
+      train.count,
+      o.samplerLabel,
+      epoch,
+    );
     const steps = batchCount(order.length, batchSize, o.maxSteps);
     const batches = batchStream(train, order, {
       batchSize,
@@ -145,7 +152,12 @@ export async function retrainClassifier(opts: CrtOptions): Promise<CrtResult> {
       }`,
     );
     // the loss plugin may not be native-capable; crt has no `nativeLoss: never` of its own, so the run's applies
-    session.train({ loss, nativeLoss: config.train.nativeLoss, lr: () => lr });
+    session.train({
+      loss,
+      nativeLoss: config.train.nativeLoss,
+      lr: () => lr,
+      lossLabel: pluginLabel("loss", lossSection.name),
+    });
     await trainHead(session, {
       config,
       data,
@@ -153,6 +165,7 @@ export async function retrainClassifier(opts: CrtOptions): Promise<CrtResult> {
       epochs,
       batchSize,
       maxSteps: opts.maxStepsPerEpoch ?? null,
+      samplerLabel: pluginLabel("sampler", samplerSection.name),
       log,
     });
     const after = await evaluate();

@@ -57,7 +57,10 @@ export interface PluginIssue {
 export class PluginError extends Error {
   override readonly name = "PluginError";
   constructor(readonly issues: PluginIssue[], options?: ErrorOptions) {
-    super(issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "), options);
+    super(
+      issues.map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; "),
+      options,
+    );
   }
 }
 

@@ -15,8 +15,9 @@ import { join } from "node:path";
 import { manualSeed, setNumThreads } from "../native/library.ts";
 import type { ResolvedConfig } from "./config.ts";
 import { batchStream } from "./data.ts";
-import { DataError, DivergenceError, UsageError } from "./errors.ts";
+import { DivergenceError, UsageError } from "./errors.ts";
 import { createRng, deriveSeed } from "./rng.ts";
+import { checkOrder, pluginLabel } from "./plugin-checks.ts";
 import { openRunData } from "./run-data.ts";
 import { sessionSpec, type StepReport, TrainSession } from "./session.ts";
 import { axes, svgClose, svgOpen } from "./svg.ts";
@@ -196,10 +197,12 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     const train = data.splits.train!;
     const { augment, sampler, loss, stage } = data.plugins;
     session = await TrainSession.open(sessionSpec(config, data.numClasses));
+    const samplerLabel = pluginLabel("sampler", config.sampler.name);
     session.train({
       loss,
       nativeLoss: config.train.nativeLoss,
       lr: (p) => sweepLr(p.index, steps, minLr, maxLr),
+      lossLabel: pluginLabel("loss", config.loss.name),
     });
     manualSeed(deriveSeed(config.seed, "epoch", 0));
     const plan = stage.plan(0, []);
@@ -209,8 +212,12 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     let avg = 0, best = Infinity;
     let stop: LrFindResult["stop"] = "done";
     sweep: for (let draw = 0; points.length < steps; draw++) {
-      const order = sampler.sample(train.labels, plan.activeClasses, draw, rng);
-      if (order.length === 0) throw new DataError("lr:find: the sampler drew no training images for epoch 0");
+      const order = checkOrder(
+        sampler.sample(train.labels, plan.activeClasses, draw, rng),
+        train.count,
+        samplerLabel,
+        draw,
+      );
       const batches = batchStream(train, order, {
         batchSize: config.train.batchSize,
         ops: augment.trainOps,

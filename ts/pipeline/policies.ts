@@ -133,3 +133,70 @@ export class RunDecisions {
     this.#early?.loadStateDict(s.earlyStopping);
   }
 }
+
+/** Why a run counts as diverged, or null while it does not. */
+export type DivergenceVerdict = { reason: string } | null;
+
+/**
+ * Divergence that stays finite (Adam at a far too high LR trains to losses of 1e13 without a
+ * NaN): the run has diverged when
+ * - a read loss is NaN or ±Inf, or
+ * - the mean train loss of the current epoch so far (over at least `minSteps` read steps), or of
+ *   a whole epoch, is above `factor` × the reference: the lowest mean train loss of an earlier
+ *   epoch of the same curriculum stage, or in a stage's first epoch the loss of its first step.
+ *   Per stage, because a stage that adds classes legitimately starts far above the loss the
+ *   previous stage converged to. The reference is at least `floor`, so a loss that converged to
+ *   almost 0 does not turn ordinary noise into "divergence".
+ * The reference comes from the epoch history (restored on resume) and the first step, so the
+ * rule needs no state of its own beyond the current epoch.
+ */
+export class DivergenceGuard {
+  #reference: number | null = null;
+  #sum = 0;
+  #count = 0;
+
+  constructor(readonly factor = 100, readonly minSteps = 5, readonly floor = 0.05) {}
+
+  /** Starts an epoch of stage `stageIndex`: the reference is that stage's lowest epoch mean in `history`. */
+  beginEpoch(history: readonly EpochMetrics[], stageIndex: number): void {
+    const losses = history.filter((h) => h.stage === stageIndex).map((h) => h.train.loss)
+      .filter((v) => Number.isFinite(v));
+    this.#reference = losses.length > 0 ? Math.min(...losses) : null;
+    this.#sum = 0;
+    this.#count = 0;
+  }
+
+  /** Feeds one read step loss; returns the verdict. */
+  step(loss: number): DivergenceVerdict {
+    if (!Number.isFinite(loss)) return { reason: `the loss is ${loss}` };
+    if (this.#reference === null) this.#reference = loss;
+    this.#sum += loss;
+    this.#count++;
+    const mean = this.#sum / this.#count;
+    if (this.#count >= this.minSteps && this.#exceeds(mean)) {
+      return { reason: `the epoch's mean train loss so far, ${fmt(mean)}, is over ${this.#limit()}` };
+    }
+    return null;
+  }
+
+  /** Checks a finished epoch's mean train loss. */
+  epoch(meanLoss: number): DivergenceVerdict {
+    if (!Number.isFinite(meanLoss)) return { reason: `the epoch's mean train loss is ${meanLoss}` };
+    return this.#exceeds(meanLoss)
+      ? { reason: `the epoch's mean train loss, ${fmt(meanLoss)}, is over ${this.#limit()}` }
+      : null;
+  }
+
+  #exceeds(v: number): boolean {
+    return this.#reference !== null && v > this.factor * Math.max(this.#reference, this.floor);
+  }
+
+  #limit(): string {
+    const ref = Math.max(this.#reference ?? Number.NaN, this.floor);
+    return `${this.factor}× the reference ${fmt(ref)}`;
+  }
+}
+
+const fmt = (
+  v: number,
+): string => (Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(4));

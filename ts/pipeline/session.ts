@@ -22,7 +22,13 @@ import type { ResolvedConfig } from "./config.ts";
 import { evalStream, type SplitImages } from "./data.ts";
 import { type Device, resolveDevice } from "./device.ts";
 import { DivergenceError } from "./errors.ts";
-import { type CheckpointAction, RunDecisions, type RunDecisionsState } from "./policies.ts";
+import {
+  type CheckpointAction,
+  type DivergenceGuard,
+  RunDecisions,
+  type RunDecisionsState,
+} from "./policies.ts";
+import { checkLossResult } from "./plugin-checks.ts";
 import { deriveSeed } from "./rng.ts";
 import { type CheckpointWriters, type RunPaths, saveBestWeights, saveLastCheckpoint } from "./rundir.ts";
 import { scheduleLr } from "./schedules.ts";
@@ -151,6 +157,14 @@ function rowsOf(
   return [l, Int32Array.from(idx, (i) => labels[i])];
 }
 
+/** The DivergenceError of a run whose loss exploded: what happened, where, and what to change. */
+function diverged(reason: string, where: string, lr: number): DivergenceError {
+  return new DivergenceError(
+    `training diverged at ${where}: ${reason}. Lower train.optimizer.lr (the step ran at lr ${lr}), ` +
+      `set train.clipGradNorm, or warm the LR up (train.schedule); the last checkpoint is the previous epoch's`,
+  );
+}
+
 /** The training parts a session needs beyond the model (absent for inference). */
 export interface TrainingParts {
   loss: Loss;
@@ -159,8 +173,10 @@ export interface TrainingParts {
   lr: LrPolicy;
   /** best checkpoint and early stopping; null: no decisions (cRT, lr:find) */
   decisions?: RunDecisions | null;
-  /** read the loss back every this many steps (default 1) */
-  readLossEvery?: number;
+  /** how the loss plugin is named in messages (e.g. `loss plugin "focal"`) */
+  lossLabel?: string;
+  /** stops a run whose loss explodes while finite (policies.ts); null: only non-finite losses stop it */
+  guard?: DivergenceGuard | null;
 }
 
 /** See the module doc. */
@@ -171,8 +187,16 @@ export class TrainSession {
   #parts: TrainingParts | null = null;
   #native = false;
   #mask: Uint8Array | null = null;
-  #epoch = { logits: [] as Float32Array[], targets: [] as Int32Array[], lossSum: 0, lossImages: 0, steps: 0 };
+  #epoch = {
+    logits: [] as Float32Array[],
+    targets: [] as Int32Array[],
+    lossSum: 0,
+    lossImages: 0,
+    steps: 0,
+    index: 0,
+  };
   #closed = false;
+  #lastLr = Number.NaN;
 
   private constructor(model: Model, trainer: Trainer | null, device: Device) {
     this.model = model;
@@ -230,12 +254,13 @@ export class TrainSession {
    * Starts an epoch under `plan`: the loss learns the epoch (and DRW-like switches), the native
    * twin is set again (asked every epoch: a loss may change over the run), the accumulator resets.
    */
-  beginEpoch(epoch: number, plan: StagePlan): void {
-    const { loss } = this.#training();
+  beginEpoch(epoch: number, plan: StagePlan, history: readonly EpochMetrics[] = []): void {
+    const { loss, guard } = this.#training();
     this.#mask = activeMask(plan, this.numClasses);
     loss.startEpoch?.(epoch, plan);
     if (this.#native) this.trainer.setLoss(loss.native!(this.#mask));
-    this.#epoch = { logits: [], targets: [], lossSum: 0, lossImages: 0, steps: 0 };
+    guard?.beginEpoch(history, plan.stageIndex);
+    this.#epoch = { logits: [], targets: [], lossSum: 0, lossImages: 0, steps: 0, index: epoch };
   }
 
   /** One optimizer step on `batch` at `pos` (the LR policy sets the LR first). */
@@ -244,22 +269,27 @@ export class TrainSession {
     const trainer = this.trainer;
     const lr = parts.lr(pos);
     trainer.setLr(lr);
+    this.#lastLr = lr;
     const n = batch.shape[0];
     let loss: number, logits: Float32Array;
     if (this.#native) {
       ({ loss, logits } = await trainer.trainStep(batch.x, batch.shape, batch.targets));
     } else {
       logits = await trainer.forwardTrain(batch.x, batch.shape);
-      const r = parts.loss.compute(logits, batch.targets, n, this.numClasses, this.#mask);
+      const c = this.numClasses;
+      const r = checkLossResult(
+        parts.loss.compute(logits, batch.targets, n, c, this.#mask),
+        n,
+        c,
+        parts.lossLabel ?? "loss plugin",
+      );
       await trainer.backwardStep(r.grad);
       loss = r.loss;
     }
-    if (!Number.isFinite(loss)) {
-      throw new DivergenceError(
-        `training diverged: loss is ${loss} at epoch ${pos.epoch + 1}, step ${pos.index + 1}; ` +
-          `lower train.optimizer.lr or set train.clipGradNorm`,
-      );
-    }
+    const verdict = Number.isFinite(loss)
+      ? (parts.guard?.step(loss) ?? null)
+      : { reason: `the loss is ${loss}` };
+    if (verdict) throw diverged(verdict.reason, `epoch ${pos.epoch + 1}, step ${pos.index + 1}`, lr);
     const e = this.#epoch;
     e.logits.push(logits);
     e.targets.push(batch.targets);
@@ -281,7 +311,10 @@ export class TrainSession {
       targets.set(t, off);
       off += t.length;
     });
-    return { loss: e.lossSum / Math.max(e.lossImages, 1), logits, targets, images, steps: e.steps };
+    const loss = e.lossSum / Math.max(e.lossImages, 1);
+    const verdict = e.steps > 0 ? (this.#parts?.guard?.epoch(loss) ?? null) : null;
+    if (verdict) throw diverged(verdict.reason, `the end of epoch ${e.index + 1}`, this.#lastLr);
+    return { loss, logits, targets, images, steps: e.steps };
   }
 
   /** Eval-mode logits of a whole split, in split order. */
