@@ -23,6 +23,7 @@ Deno.test("e2e: synthetic 4 classes reaches >= 95% val accuracy; run folder cont
       "inference.json",
       "metrics.jsonl",
       "report.md",
+      "tb",
       "train.log",
     ]);
     // the report: final figures, per-class rows, one row per epoch, charts with one line per class

@@ -38,6 +38,7 @@ import {
   writeAtomic,
 } from "./rundir.ts";
 import { scheduleOf, sessionSpec, TrainSession } from "./session.ts";
+import { tensorboardCallback } from "./tb-callback.ts";
 import type { AugmentOp, EpochMetrics, Metrics, Rng, StagePlan, Stateful } from "./types.ts";
 
 export type {
@@ -360,6 +361,7 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
       seedLogCallback(log, data.classNames, config.train.epochs),
       metricsFileCallback(paths.metrics),
       reportCallback(paths.dir, data.classNames),
+      tensorboardCallback(),
     );
     if (progress) callbacks.push(progressCallback(progress, config.train.epochs));
     callbacks.push(...(opts.callbacks ?? []));
