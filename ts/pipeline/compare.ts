@@ -20,13 +20,10 @@ import { exists, writeAtomic } from "./rundir.ts";
 import { escapeXml, svgClose, svgOpen } from "./svg.ts";
 import type { Metrics } from "./types.ts";
 
-const SetList = z.array(
-  z.string().regex(/^[^=\s]+=/, "expected key.path=value"),
-);
+const SetList = z.array(z.string().regex(/^[^=\s]+=/, "expected key.path=value"));
 
 export const CompareSpecSchema = z.object({
-  name: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'")
-    .default("compare"),
+  name: z.string().regex(/^[\w.-]+$/, "letters, digits, '.', '_' or '-'").default("compare"),
   /** the base config, relative to the spec file */
   config: z.string(),
   seeds: z.array(z.number().int().min(0)).min(1).default([0, 1, 2]),
@@ -39,13 +36,7 @@ export const CompareSpecSchema = z.object({
   /** the recipe the others are measured against; default: the first */
   baseline: z.string().nullable().default(null),
   /** the figure that ranks recipes */
-  metric: z.enum([
-    "macroF1",
-    "accuracy",
-    "balancedAccuracy",
-    "macroRecall",
-    "weightedF1",
-  ]).default("macroF1"),
+  metric: z.enum(["macroF1", "accuracy", "balancedAccuracy", "macroRecall", "weightedF1"]).default("macroF1"),
 }).strict();
 
 export type CompareSpec = z.infer<typeof CompareSpecSchema>;
@@ -98,42 +89,29 @@ export function meanStd(values: number[]): { mean: number; std: number } {
 
 /** The recipes of a spec: listed ones first, then the grid's combinations. */
 export function expandRecipes(spec: CompareSpec): Recipe[] {
-  const out: Recipe[] = Object.entries(spec.recipes).map(([name, set]) => ({
-    name,
-    set,
-  }));
+  const out: Recipe[] = Object.entries(spec.recipes).map(([name, set]) => ({ name, set }));
   const keys = Object.keys(spec.grid);
   if (keys.length > 0) {
     let combos: [string, unknown][][] = [[]];
     for (const k of keys) {
-      combos = combos.flatMap((c) =>
-        spec.grid[k].map((v) => [...c, [k, v] as [string, unknown]])
-      );
+      combos = combos.flatMap((c) => spec.grid[k].map((v) => [...c, [k, v] as [string, unknown]]));
     }
     for (const c of combos) {
       out.push({
-        name: c.map(([k, v]) =>
-          `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`
-        ).join(","),
+        name: c.map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(","),
         set: c.map(([k, v]) => `${k}=${JSON.stringify(v)}`),
       });
     }
   }
-  if (out.length === 0) {
-    throw new UsageError("compare: the spec has no recipes and no grid");
-  }
+  if (out.length === 0) throw new UsageError("compare: the spec has no recipes and no grid");
   const seen = new Set<string>();
   for (const r of out) {
-    if (seen.has(r.name)) {
-      throw new UsageError(`compare: two recipes are named "${r.name}"`);
-    }
+    if (seen.has(r.name)) throw new UsageError(`compare: two recipes are named "${r.name}"`);
     seen.add(r.name);
   }
   if (spec.baseline !== null && !seen.has(spec.baseline)) {
     throw new UsageError(
-      `compare: baseline "${spec.baseline}" is not one of the recipes (${
-        [...seen].join(", ")
-      })`,
+      `compare: baseline "${spec.baseline}" is not one of the recipes (${[...seen].join(", ")})`,
     );
   }
   return out;
@@ -151,9 +129,7 @@ export async function loadCompareSpec(file: string): Promise<CompareSpec> {
     throw new ConfigError(file, issues, { cause: parsed.error });
   }
   const spec = parsed.data;
-  if (!isAbsolute(spec.config)) {
-    spec.config = resolve(dirname(resolve(file)), spec.config);
-  }
+  if (!isAbsolute(spec.config)) spec.config = resolve(dirname(resolve(file)), spec.config);
   return spec;
 }
 
@@ -162,9 +138,7 @@ export function cellResult(result: Pick<RunResult, "history">): CellResult {
   const last = result.history.at(-1);
   const val: Metrics | undefined = last?.val?.all;
   if (!last || !val) {
-    throw new DataError(
-      "compare: a run ended without validation figures (does the data have a val split?)",
-    );
+    throw new DataError("compare: a run ended without validation figures (does the data have a val split?)");
   }
   return {
     accuracy: val.accuracy,
@@ -182,10 +156,7 @@ export function cellResult(result: Pick<RunResult, "history">): CellResult {
 export interface RecipeSummary {
   recipe: string;
   seeds: number;
-  figures: Record<
-    "accuracy" | "macroF1" | "balancedAccuracy",
-    { mean: number; std: number }
-  >;
+  figures: Record<"accuracy" | "macroF1" | "balancedAccuracy", { mean: number; std: number }>;
   perClassRecall: number[];
   metricValues: number[];
   trainMinutes: number;
@@ -197,9 +168,7 @@ export function summarize(
   metric: CompareSpec["metric"],
 ): RecipeSummary[] {
   return recipes.map((r) => {
-    const done = state.cells.filter((c) =>
-      c.recipe === r.name && c.status === "done" && c.result
-    );
+    const done = state.cells.filter((c) => c.recipe === r.name && c.status === "done" && c.result);
     const res = done.map((c) => c.result!);
     const k = res[0]?.perClassRecall.length ?? 0;
     return {
@@ -210,10 +179,7 @@ export function summarize(
         macroF1: meanStd(res.map((x) => x.macroF1)),
         balancedAccuracy: meanStd(res.map((x) => x.balancedAccuracy)),
       },
-      perClassRecall: Array.from(
-        { length: k },
-        (_, j) => meanStd(res.map((x) => x.perClassRecall[j])).mean,
-      ),
+      perClassRecall: Array.from({ length: k }, (_, j) => meanStd(res.map((x) => x.perClassRecall[j])).mean),
       metricValues: res.map((x) => x[metric]),
       trainMinutes: meanStd(res.map((x) => x.trainSeconds / 60)).mean,
     };
@@ -229,18 +195,14 @@ export function verdict(
   const ranked = sums.filter((s) => s.seeds > 0).sort((a, b) =>
     meanStd(b.metricValues).mean - meanStd(a.metricValues).mean
   );
-  if (ranked.length === 0) {
-    return { best: "", line: "No finished runs yet.", beatsBaseline: false };
-  }
+  if (ranked.length === 0) return { best: "", line: "No finished runs yet.", beatsBaseline: false };
   const best = ranked[0];
   const base = sums.find((s) => s.recipe === baseline)!;
   const b = meanStd(best.metricValues), a = meanStd(base.metricValues);
   if (best.recipe === baseline) {
     return {
       best: best.recipe,
-      line: `Best recipe: **${best.recipe}** (the baseline) with ${metric} ${
-        fmt(b.mean)
-      } ± ${fmt(b.std)}.`,
+      line: `Best recipe: **${best.recipe}** (the baseline) with ${metric} ${fmt(b.mean)} ± ${fmt(b.std)}.`,
       beatsBaseline: false,
     };
   }
@@ -252,15 +214,11 @@ export function verdict(
     best: best.recipe,
     beatsBaseline: beats,
     line:
-      `Best recipe: **${best.recipe}**, ${metric} ${fmt(b.mean)} ± ${
-        fmt(b.std)
-      } vs baseline ${baseline} ` +
+      `Best recipe: **${best.recipe}**, ${metric} ${fmt(b.mean)} ± ${fmt(b.std)} vs baseline ${baseline} ` +
       `${fmt(a.mean)} ± ${fmt(a.std)}: +${fmt(diff)}, ` +
       (beats
         ? `more than the seeds' spread (std sum ${fmt(spread)}).`
-        : `NOT more than the seeds' spread (std sum ${
-          fmt(spread)
-        }), so not a clear win.`),
+        : `NOT more than the seeds' spread (std sum ${fmt(spread)}), so not a clear win.`),
   };
 }
 
@@ -269,9 +227,7 @@ function fmt(v: number): string {
 }
 
 const pct = (m: { mean: number; std: number }): string =>
-  Number.isFinite(m.mean)
-    ? `${(100 * m.mean).toFixed(2)} ± ${(100 * m.std).toFixed(2)}`
-    : "n/a";
+  Number.isFinite(m.mean) ? `${(100 * m.mean).toFixed(2)} ± ${(100 * m.std).toFixed(2)}` : "n/a";
 
 /** compare.md: the table, the per-class recall table and the verdict. */
 export function compareMarkdown(
@@ -297,11 +253,9 @@ export function compareMarkdown(
   ];
   for (const s of sums) {
     lines.push(
-      `| ${s.recipe}${
-        s.recipe === baseline ? " (baseline)" : ""
-      } | ${s.seeds}/${spec.seeds.length} | ${pct(s.figures.accuracy)} | ${
-        pct(s.figures.macroF1)
-      } | ${pct(s.figures.balancedAccuracy)} | ${s.trainMinutes.toFixed(1)} |`,
+      `| ${s.recipe}${s.recipe === baseline ? " (baseline)" : ""} | ${s.seeds}/${spec.seeds.length} | ${
+        pct(s.figures.accuracy)
+      } | ${pct(s.figures.macroF1)} | ${pct(s.figures.balancedAccuracy)} | ${s.trainMinutes.toFixed(1)} |`,
     );
   }
   const names = state.classNames;
@@ -314,20 +268,13 @@ export function compareMarkdown(
         names.map((
           _,
           k,
-        ) => (s.perClassRecall[k] === undefined
-          ? "n/a"
-          : (100 * s.perClassRecall[k]).toFixed(1))
-        ).join(" | ")
+        ) => (s.perClassRecall[k] === undefined ? "n/a" : (100 * s.perClassRecall[k]).toFixed(1))).join(" | ")
       } |`,
     );
   }
   lines.push("", v.line, "", "Recipes:", "");
   for (const r of recipes) {
-    lines.push(
-      `- **${r.name}**: ${
-        r.set.map((s) => `\`${s}\``).join(" ") || "the base config"
-      }`,
-    );
+    lines.push(`- **${r.name}**: ${r.set.map((s) => `\`${s}\``).join(" ") || "the base config"}`);
   }
   lines.push("", "![macro-F1 per recipe](compare.svg)", "");
   return { md: lines.join("\n"), best: v.best };
@@ -337,79 +284,42 @@ export function compareMarkdown(
 export function compareChart(sums: RecipeSummary[], metric: string): string {
   const W = 720, row = 28, L = 230, R = 70, T = 36;
   const H = T + row * sums.length + 30;
-  const px = (v: number): number =>
-    L + Math.max(0, Math.min(1, v)) * (W - L - R);
+  const px = (v: number): number => L + Math.max(0, Math.min(1, v)) * (W - L - R);
   const out = svgOpen(
     W,
     H,
     L,
-    `val ${
-      escapeXml(metric)
-    } per recipe (final epoch; bar = mean, whisker = ±1 std, dots = seeds)`,
+    `val ${escapeXml(metric)} per recipe (final epoch; bar = mean, whisker = ±1 std, dots = seeds)`,
   );
   for (let t = 0; t <= 10; t += 2) {
     const x = px(t / 10);
-    out.push(
-      `<line x1="${x}" y1="${T - 4}" x2="${x}" y2="${H - 26}" stroke="#eee"/>`,
-    );
-    out.push(
-      `<text x="${x}" y="${H - 12}" text-anchor="middle">${
-        (t / 10).toFixed(1)
-      }</text>`,
-    );
+    out.push(`<line x1="${x}" y1="${T - 4}" x2="${x}" y2="${H - 26}" stroke="#eee"/>`);
+    out.push(`<text x="${x}" y="${H - 12}" text-anchor="middle">${(t / 10).toFixed(1)}</text>`);
   }
   sums.forEach((s, i) => {
     const y = T + i * row;
     const m = meanStd(s.metricValues);
-    out.push(
-      `<text x="${L - 8}" y="${y + 16}" text-anchor="end">${
-        escapeXml(s.recipe)
-      }</text>`,
-    );
+    out.push(`<text x="${L - 8}" y="${y + 16}" text-anchor="end">${escapeXml(s.recipe)}</text>`);
     if (s.seeds === 0) return;
+    out.push(`<rect x="${L}" y="${y + 5}" width="${px(m.mean) - L}" height="${row - 10}" fill="#8ab4e8"/>`);
     out.push(
-      `<rect x="${L}" y="${y + 5}" width="${px(m.mean) - L}" height="${
-        row - 10
-      }" fill="#8ab4e8"/>`,
-    );
-    out.push(
-      `<line x1="${px(m.mean - m.std)}" y1="${y + row / 2}" x2="${
-        px(m.mean + m.std)
-      }" y2="${y + row / 2}" stroke="black"/>`,
+      `<line x1="${px(m.mean - m.std)}" y1="${y + row / 2}" x2="${px(m.mean + m.std)}" y2="${
+        y + row / 2
+      }" stroke="black"/>`,
     );
     for (const v of s.metricValues) {
-      out.push(
-        `<circle cx="${px(v)}" cy="${y + row / 2}" r="2.5" fill="#c0392b"/>`,
-      );
+      out.push(`<circle cx="${px(v)}" cy="${y + row / 2}" r="2.5" fill="#c0392b"/>`);
     }
-    out.push(
-      `<text x="${px(m.mean + m.std) + 6}" y="${y + 16}">${
-        m.mean.toFixed(3)
-      }</text>`,
-    );
+    out.push(`<text x="${px(m.mean + m.std) + 6}" y="${y + 16}">${m.mean.toFixed(3)}</text>`);
   });
   return svgClose(out);
 }
 
 /** A short stable hash of what decides the runs, so a changed spec is not mixed with old results. */
-export async function specHash(
-  spec: CompareSpec,
-  recipes: Recipe[],
-): Promise<string> {
-  const text = JSON.stringify({
-    config: spec.config,
-    set: spec.set,
-    seeds: spec.seeds,
-    recipes,
-  });
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(text),
-  );
-  return Array.from(
-    new Uint8Array(digest).slice(0, 8),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
+export async function specHash(spec: CompareSpec, recipes: Recipe[]): Promise<string> {
+  const text = JSON.stringify({ config: spec.config, set: spec.set, seeds: spec.seeds, recipes });
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Options of `runCompare`. */
@@ -431,10 +341,7 @@ export interface CompareResult {
 }
 
 /** Runs (or continues) every cell of the spec; see the module doc. */
-export async function runCompare(
-  spec: CompareSpec,
-  opts: CompareOptions = {},
-): Promise<CompareResult> {
+export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): Promise<CompareResult> {
   const log = opts.log ?? ((l: string): void => console.log(l));
   const recipes = expandRecipes(spec);
   const dir = resolve(opts.out ?? "runs", `compare-${spec.name}`);
@@ -456,19 +363,12 @@ export async function runCompare(
     state = { version: 1, specHash: hash, classNames: [], cells: [] };
     for (const r of recipes) {
       for (const seed of spec.seeds) {
-        state.cells.push({
-          recipe: r.name,
-          seed,
-          dir: null,
-          status: "pending",
-          result: null,
-        });
+        state.cells.push({ recipe: r.name, seed, dir: null, status: "pending", result: null });
       }
     }
   }
   await writeAtomic(join(dir, "spec.yaml"), YAML.stringify(spec));
-  const save = (): Promise<void> =>
-    writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
+  const save = (): Promise<void> => writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
   const render = async (): Promise<CompareResult> => {
     const { md, best } = compareMarkdown(spec, recipes, state);
     await writeAtomic(join(dir, "compare.md"), md);
@@ -483,28 +383,14 @@ export async function runCompare(
     if (cell.status === "done") continue;
     const recipe = recipes.find((r) => r.name === cell.recipe)!;
     const runName = `${recipe.name.replace(/[^\w.-]+/g, "_")}-s${cell.seed}`;
-    const resumable = cell.dir !== null &&
-      await exists(join(cell.dir, "checkpoints", "last.json"));
-    log(
-      `[${i + 1}/${total}] ${cell.recipe}, seed ${cell.seed}${
-        resumable ? " (resuming)" : ""
-      }`,
-    );
+    const resumable = cell.dir !== null && await exists(join(cell.dir, "checkpoints", "last.json"));
+    log(`[${i + 1}/${total}] ${cell.recipe}, seed ${cell.seed}${resumable ? " (resuming)" : ""}`);
     const config = resumable
       ? await loadConfig(join(cell.dir!, "config.yaml"))
-      : await loadConfig(spec.config, [
-        ...spec.set,
-        ...recipe.set,
-        `seed=${cell.seed}`,
-        `name=${runName}`,
-      ]);
-    if (!resumable && cell.dir !== null) {
-      await Deno.remove(cell.dir, { recursive: true }).catch(() => {});
-    }
+      : await loadConfig(spec.config, [...spec.set, ...recipe.set, `seed=${cell.seed}`, `name=${runName}`]);
+    if (!resumable && cell.dir !== null) await Deno.remove(cell.dir, { recursive: true }).catch(() => {});
     const callbacks = [{
-      onFitStart: async (
-        info: { paths: { dir: string }; classNames: string[] },
-      ): Promise<void> => {
+      onFitStart: async (info: { paths: { dir: string }; classNames: string[] }): Promise<void> => {
         cell.dir = info.paths.dir;
         cell.status = "running";
         if (state.classNames.length === 0) state.classNames = info.classNames;
@@ -542,15 +428,11 @@ export function specFromArgs(o: {
   name: string;
   metric?: CompareSpec["metric"];
 }): CompareSpec {
-  if (o.configs.length === 0) {
-    throw new UsageError("compare: give a spec file, or at least one --config");
-  }
+  if (o.configs.length === 0) throw new UsageError("compare: give a spec file, or at least one --config");
   const grid: Record<string, unknown[]> = {};
   for (const g of o.grid) {
     const eq = g.indexOf("=");
-    if (eq <= 0) {
-      throw new UsageError(`compare: --grid ${g}: expected key.path=v1,v2,...`);
-    }
+    if (eq <= 0) throw new UsageError(`compare: --grid ${g}: expected key.path=v1,v2,...`);
     grid[g.slice(0, eq)] = g.slice(eq + 1).split(",").map((v) => YAML.parse(v));
   }
   const base = resolve(o.configs[0]);
@@ -562,9 +444,7 @@ export function specFromArgs(o: {
       const raw = parseYaml(Deno.readTextFileSync(f), f);
       recipes[name] = Object.entries(raw)
         .filter(([k]) => !["name", "seed", "baseDir"].includes(k))
-        .map(([k, v]) =>
-          `${k}=${JSON.stringify(pathsAbsolute(k, v, dirname(resolve(f))))}`
-        );
+        .map(([k, v]) => `${k}=${JSON.stringify(pathsAbsolute(k, v, dirname(resolve(f))))}`);
     }
   } else if (o.grid.length === 0) {
     recipes[o.configs[0].replace(/^.*\//, "").replace(/\.ya?ml$/, "")] = [];
