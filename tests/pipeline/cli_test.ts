@@ -61,6 +61,32 @@ Deno.test("cli: a missing Fashion-MNIST folder says how to install it", async ()
   }
 });
 
+Deno.test("cli: a run failing before its first checkpoint prints its error once and is marked failed", async () => {
+  const out = await Deno.makeTempDir({ prefix: "hn-cli-fail-" });
+  try {
+    // without --quiet: the log echoes to the console, and the error must still print only once
+    const r = await runCli(["train", "--set", "data.loader.dir=/nonexistent/fashion-mnist", "--out", out]);
+    assert.equal(r.code, 1);
+    const hits = r.stderr.split("\n").filter((l) =>
+      l.includes("/nonexistent/fashion-mnist") && /does not exist/.test(l)
+    );
+    assert.equal(hits.length, 1, `the error printed ${hits.length} times:\n${r.stderr}`);
+    const [run] = [...Deno.readDirSync(out)];
+    const dir = join(out, run.name);
+    assert.match(Deno.readTextFileSync(join(dir, "FAILED")), /DataError: data\.loader \(idx\)/);
+    assert.match(
+      Deno.readTextFileSync(join(dir, "train.log")),
+      /ERROR - DataError/,
+      "train.log keeps the error",
+    );
+    const again = await runCli(["train", "--resume", dir]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /failed before its first checkpoint .* start a new run instead/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("cli: eval and predict on a synthetic run's checkpoint", async () => {
   const dir = await Deno.makeTempDir({ prefix: "hn-cli-" });
   try {

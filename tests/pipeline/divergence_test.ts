@@ -72,6 +72,7 @@ Deno.test("divergence: Adam at lr 1e6 stops the run with 'diverged' and what to 
     assert.deepEqual([...Deno.readDirSync(ck)].map((e) => e.name), [], "nothing saved, best above all");
     const log = Deno.readTextFileSync(join(dir, "runs", run.name, "train.log"));
     assert.match(log, /ERROR - DivergenceError: training diverged/);
+    assert.match(Deno.readTextFileSync(join(dir, "runs", run.name, "FAILED")), /DivergenceError/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -32,7 +32,8 @@ export function formatLine(
 export interface Logger {
   info(message: string): void;
   warn(message: string): void;
-  error(message: string): void;
+  /** `{ console: false }`: train.log only (the caller prints the error itself) */
+  error(message: string, opts?: { console?: boolean }): void;
   debug(message: string): void;
   close(): void;
 }
@@ -53,11 +54,11 @@ export interface LoggerOptions {
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const enc = new TextEncoder();
   let file: Deno.FsFile | null = opts.file ? Deno.openSync(opts.file, { append: true, create: true }) : null;
-  const write = (level: Level, message: string): void => {
+  const write = (level: Level, message: string, toConsole = true): void => {
     if (level === "DEBUG" && !opts.debug) return;
     const lines = message.split("\n").map((m) => formatLine(m, level));
     if (file) file.writeSync(enc.encode(lines.join("\n") + "\n"));
-    if (opts.console !== false) {
+    if (opts.console !== false && toConsole) {
       opts.beforeConsole?.();
       for (const l of lines) (level === "ERROR" || level === "WARNING" ? console.error : console.log)(l);
     }
@@ -65,7 +66,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   return {
     info: (m) => write("INFO", m),
     warn: (m) => write("WARNING", m),
-    error: (m) => write("ERROR", m),
+    error: (m, o) => write("ERROR", m, o?.console !== false),
     debug: (m) => write("DEBUG", m),
     close(): void {
       if (file) {

@@ -174,3 +174,22 @@ export async function truncateMetrics(path: string, lastEpoch: number): Promise<
   });
   await writeAtomic(path, keep.map((l) => l + "\n").join(""));
 }
+
+/** The marker of a run that failed before its first checkpoint (its log and config stay for diagnosis). */
+export function failedMarker(dir: string): string {
+  return join(dir, "FAILED");
+}
+
+/** Marks a run folder as failed: `FAILED` holds the error; such a folder is never resumed. */
+export async function markFailed(paths: RunPaths, err: unknown): Promise<void> {
+  const e = err as Error;
+  const text =
+    `${e?.name ?? "Error"}: ${e?.message ?? String(err)}\nThis run failed before its first checkpoint; ` +
+    `its train.log and config.yaml are kept for diagnosis. Start a new run (it cannot be resumed).\n`;
+  await Deno.writeTextFile(failedMarker(paths.dir), text);
+}
+
+/** Whether a run folder is marked failed. */
+export async function isFailedRun(dir: string): Promise<boolean> {
+  return await exists(failedMarker(dir));
+}

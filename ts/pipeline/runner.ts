@@ -25,12 +25,16 @@ import { configToYaml, type ResolvedConfig } from "./config.ts";
 import { batchCount, batchStream, type SplitImages } from "./data.ts";
 import { DataError } from "./errors.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { type BestMetric, type EarlyStoppingState, RunDecisions } from "./policies.ts";
+import { type BestMetric, DivergenceGuard, type EarlyStoppingState, RunDecisions } from "./policies.ts";
 import { createProgress } from "./progress.ts";
 import { createRng, deriveSeed } from "./rng.ts";
+import { checkOrder, pluginLabel } from "./plugin-checks.ts";
 import { openRunData, type RunData } from "./run-data.ts";
 import {
   createRunDir,
+  exists,
+  isFailedRun,
+  markFailed,
   recoverCheckpoints,
   type RunPaths,
   runPaths,
@@ -132,6 +136,12 @@ function isStateful(v: unknown): v is Stateful {
 
 /** Reads last.json of a run to resume (after finishing or discarding an interrupted save). */
 async function readResume(paths: RunPaths, log: Logger): Promise<LastJson> {
+  if (await isFailedRun(paths.dir)) {
+    throw new DataError(
+      `--resume ${paths.dir}: this run failed before its first checkpoint (see its FAILED file and train.log); ` +
+        `start a new run instead`,
+    );
+  }
   const rec = await recoverCheckpoints(paths);
   if (rec !== "clean") log.info(`Checkpoint journal: ${rec} an interrupted save`);
   try {
@@ -175,7 +185,8 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan): Promise<Tra
   const { config, data, session, train } = run;
   const { sampler, augment } = data.plugins;
   const numClasses = data.numClasses;
-  const order = sampler.sample(train.labels, plan.activeClasses, epoch, run.rng);
+  const drawn = sampler.sample(train.labels, plan.activeClasses, epoch, run.rng);
+  const order = checkOrder(drawn, train.count, pluginLabel("sampler", config.sampler.name), epoch);
   const steps = batchCount(order.length, config.train.batchSize, config.train.maxStepsPerEpoch);
   const used = Math.min(order.length, steps * config.train.batchSize);
   const sampledPerClass = new Array<number>(numClasses).fill(0);
@@ -247,7 +258,7 @@ async function runEpoch(run: Run, epoch: number): Promise<boolean> {
   const plan = data.plugins.stage.plan(epoch, state.history);
   if (!samePlan(state.lastPlan, plan)) await run.hook("onStageChange", epoch, plan, state.lastPlan);
   state.lastPlan = plan;
-  session.beginEpoch(epoch, plan);
+  session.beginEpoch(epoch, plan, state.history);
   const t = await trainEpoch(run, epoch, plan);
   const val = await validateEpoch(run, epoch, plan);
   const figures: EpochMetrics = {
@@ -308,6 +319,8 @@ async function startRun(
     nativeLoss: config.train.nativeLoss,
     lr: scheduleOf(config),
     decisions: new RunDecisions(config.train.bestMetric, data.splits.val !== undefined, es),
+    guard: new DivergenceGuard(),
+    lossLabel: pluginLabel("loss", config.loss.name),
   });
   const { stage, sampler, loss, augment } = data.plugins;
   const stateful = ([stage, sampler, loss, augment] as unknown[]).filter(isStateful);
@@ -384,7 +397,16 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
     } catch (hookErr) {
       log.error(`onException hook failed: ${(hookErr as Error).message}`);
     }
-    log.error(`${(err as Error).name ?? "Error"}: ${(err as Error).message ?? String(err)}`);
+    // train.log keeps the error; the console gets it once, from whoever catches it (the CLI prints it)
+    log.error(`${(err as Error).name ?? "Error"}: ${(err as Error).message ?? String(err)}`, {
+      console: false,
+    });
+    if (!opts.resumeDir && !(await exists(paths.lastJson))) {
+      await markFailed(paths, err);
+      log.error(`Marked ${paths.dir} as failed (no checkpoint was written): see its FAILED file`, {
+        console: false,
+      });
+    }
     throw err;
   } finally {
     progress?.end();
