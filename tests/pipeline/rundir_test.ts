@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   createRunDir,
   recoverCheckpoints,
+  removeTempFiles,
   runPaths,
   saveLastCheckpoint,
   truncateMetrics,
@@ -47,4 +48,24 @@ Deno.test("rundir: the checkpoint journal rolls forward a committed set and disc
   await truncateMetrics(p.metrics, 1);
   assert.equal(await Deno.readTextFile(p.metrics), '{"epoch":0}\n{"epoch":1}\n');
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("rundir: temp files of interrupted writes are removed on resume, nothing else", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const p = await createRunDir(root, "t");
+    const temps = [
+      join(p.checkpoints, ".last.safetensors.pending.4242.0.tmp"), // the native writer's
+      join(p.checkpoints, "last.json.pending.tmp-4242"), // writeAtomic's
+      join(p.dir, "inference.json.tmp-17"),
+    ];
+    const keep = [p.lastWeights, p.lastJson, join(p.dir, "train.log"), join(p.checkpoints, "notes.tmp.txt")];
+    for (const f of [...temps, ...keep]) await Deno.writeTextFile(f, "x".repeat(10));
+    const r = await removeTempFiles(p);
+    assert.deepEqual([...r.files].sort(), [...temps].sort());
+    assert.equal(r.bytes, 30);
+    for (const f of keep) assert.ok((await Deno.stat(f)).isFile, `${f} is kept`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -193,3 +193,22 @@ export async function markFailed(paths: RunPaths, err: unknown): Promise<void> {
 export async function isFailedRun(dir: string): Promise<boolean> {
   return await exists(failedMarker(dir));
 }
+
+/** Temp files an interrupted write leaves: the native `.<name>.<pid>.<n>.tmp` and writeAtomic's `<name>.tmp-<pid>`. */
+const TEMP_FILE = /^\..+\.\d+\.\d+\.tmp$|\.tmp-\d+$/;
+
+/** Removes the temp files of interrupted checkpoint writes in the run folder; returns their names and bytes. */
+export async function removeTempFiles(paths: RunPaths): Promise<{ files: string[]; bytes: number }> {
+  const files: string[] = [];
+  let bytes = 0;
+  for (const dir of [paths.dir, paths.checkpoints]) {
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.isFile || !TEMP_FILE.test(e.name)) continue;
+      const p = join(dir, e.name);
+      bytes += (await Deno.stat(p)).size;
+      await Deno.remove(p);
+      files.push(p);
+    }
+  }
+  return { files, bytes };
+}

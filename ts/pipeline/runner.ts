@@ -21,7 +21,7 @@ import {
   type RunResult,
   seedLogCallback,
 } from "./callbacks.ts";
-import { configToYaml, type ResolvedConfig } from "./config.ts";
+import { configToYaml, loadConfig, type ResolvedConfig } from "./config.ts";
 import { batchCount, batchStream, type SplitImages } from "./data.ts";
 import { DataError } from "./errors.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -29,6 +29,7 @@ import { type BestMetric, DivergenceGuard, type EarlyStoppingState, RunDecisions
 import { createProgress } from "./progress.ts";
 import { createRng, deriveSeed } from "./rng.ts";
 import { checkOrder, pluginLabel } from "./plugin-checks.ts";
+import { checkResumeOverrides, recordResumeOverrides } from "./resume.ts";
 import { openRunData, type RunData } from "./run-data.ts";
 import {
   createRunDir,
@@ -36,6 +37,7 @@ import {
   isFailedRun,
   markFailed,
   recoverCheckpoints,
+  removeTempFiles,
   type RunPaths,
   runPaths,
   truncateMetrics,
@@ -62,6 +64,8 @@ export interface RunOptions {
   out?: string;
   /** continue the run in this folder from its last checkpoint */
   resumeDir?: string;
+  /** the `--set` overrides given with resumeDir (already applied to `config`; checked and recorded) */
+  resumeOverrides?: string[];
   /** extra callbacks, called after the built-in ones */
   callbacks?: Callback[];
   /** print log lines and progress to the console (default true) */
@@ -140,6 +144,15 @@ async function readResume(paths: RunPaths, log: Logger): Promise<LastJson> {
     throw new DataError(
       `--resume ${paths.dir}: this run failed before its first checkpoint (see its FAILED file and train.log); ` +
         `start a new run instead`,
+    );
+  }
+  const temp = await removeTempFiles(paths);
+  if (temp.files.length > 0) {
+    const mb = (temp.bytes / 2 ** 20).toFixed(1);
+    log.info(
+      `Removed ${temp.files.length} temp file(s) of an interrupted write (${mb} MB): ${
+        temp.files.join(", ")
+      }`,
     );
   }
   const rec = await recoverCheckpoints(paths);
@@ -356,8 +369,15 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
   const debug = opts.debug ? (l: string): void => log.debug(l) : null;
   try {
     const resume = opts.resumeDir ? await readResume(paths, log) : null;
-    if (resume) await truncateMetrics(paths.metrics, resume.epoch);
-    else await writeAtomic(paths.config, configToYaml(config));
+    if (resume) {
+      await truncateMetrics(paths.metrics, resume.epoch);
+      const overrides = opts.resumeOverrides ?? [];
+      if (overrides.length > 0) {
+        checkResumeOverrides(overrides);
+        const before = await loadConfig(paths.config);
+        await recordResumeOverrides(paths, before, config, overrides, resume.epoch + 1, log);
+      }
+    } else await writeAtomic(paths.config, configToYaml(config));
     if (config.train.threads !== null) setNumThreads(config.train.threads);
     const data = await openRunData(config, {
       log: (l) => log.info(l),
