@@ -101,6 +101,8 @@ const TrainSchema = z.object({
   threads: z.number().int().min(1).nullable().default(null),
   /** caps the steps of an epoch (tests, smoke runs); null: the whole epoch */
   maxStepsPerEpoch: z.number().int().min(1).nullable().default(null),
+  /** also write the resumable `last` checkpoint every this many steps within an epoch; null: at epoch ends only */
+  checkpointEverySteps: z.number().int().min(1).nullable().default(null),
 }).strict();
 
 export const RawConfigSchema = z.object({

@@ -109,6 +109,8 @@ export interface BatchStreamOptions {
   seedOf(b: number): number;
   /** cap on the number of batches */
   maxBatches?: number | null;
+  /** first batch to yield (a run resumed mid-epoch skips the batches it already stepped) */
+  startBatch?: number;
   /** the augmenter's TS slow path, run on the u8 batch before the native ops */
   transformU8?: Augmenter["transformU8"];
 }
@@ -150,9 +152,10 @@ export async function* batchStream(
     }
     return x.then((xs) => ({ index: b, x: xs, shape, targets }));
   };
-  if (total === 0) return;
-  let next = start(0);
-  for (let b = 0; b < total; b++) {
+  const first = o.startBatch ?? 0;
+  if (total <= first) return;
+  let next = start(first);
+  for (let b = first; b < total; b++) {
     const cur = await next;
     if (b + 1 < total) next = start(b + 1);
     yield cur;

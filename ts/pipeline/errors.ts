@@ -9,6 +9,7 @@
  * - `DataError`: the data (files, splits, labels, checkpoints a command reads) is not usable.
  * - `DivergenceError`: training produced a non-finite loss.
  * - `UsageError`: command-line arguments that do not make sense.
+ * - `InterruptedError`: SIGINT/SIGTERM stopped a run after saving a resumable checkpoint (exit 130).
  *
  * Native failures are `NativeError` (ts/native/errors.ts), with a code.
  */
@@ -77,4 +78,9 @@ export class DivergenceError extends Error {
 /** Command-line arguments that do not make sense (a flag's value, a missing argument). */
 export class UsageError extends Error {
   override readonly name = "UsageError";
+}
+
+/** A run stopped by SIGINT/SIGTERM after writing a resumable checkpoint; the message says how to resume. */
+export class InterruptedError extends Error {
+  override readonly name = "InterruptedError";
 }

@@ -23,11 +23,12 @@ import {
 } from "./callbacks.ts";
 import { configToYaml, loadConfig, type ResolvedConfig } from "./config.ts";
 import { batchCount, batchStream, type SplitImages } from "./data.ts";
-import { DataError } from "./errors.ts";
+import { DataError, InterruptedError } from "./errors.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { type BestMetric, DivergenceGuard, type EarlyStoppingState, RunDecisions } from "./policies.ts";
 import { createProgress } from "./progress.ts";
 import { createRng, deriveSeed } from "./rng.ts";
+import { decodeAcc, encodeAcc, type PartialEpoch } from "./mid-epoch.ts";
 import { checkOrder, pluginLabel } from "./plugin-checks.ts";
 import { checkResumeOverrides, recordResumeOverrides } from "./resume.ts";
 import { openRunData, type RunData } from "./run-data.ts";
@@ -104,6 +105,8 @@ interface LastJson {
   earlyStopping: EarlyStoppingState | null;
   lastPlan: StagePlan | null;
   history: EpochMetrics[];
+  /** set when the checkpoint was written within an epoch (see mid-epoch.ts) */
+  partial?: PartialEpoch | null;
 }
 
 /** What the loop carries from epoch to epoch (and last.json across a resume). */
@@ -124,7 +127,24 @@ interface Run {
   rng: Rng;
   stateful: Stateful[];
   state: LoopState;
+  /** the signal that asked the run to stop (SIGINT/SIGTERM), once one has */
+  stop: { signal: string | null };
+  /** the epoch a run resumed mid-epoch continues (used once) */
+  partial: PartialEpoch | null;
   hook<K extends HookName>(name: K, ...args: Parameters<NonNullable<Callback[K]>>): Promise<void>;
+}
+
+/** The sampler RNG and plugin states at an epoch's start (what a mid-epoch resume replays from). */
+interface EpochStart {
+  rng: number[];
+  plugins: Record<string, unknown>;
+}
+
+/** The states of the stateful plugins, by key. */
+function pluginStates(run: Run): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of run.stateful) out[s.stateKey] = s.stateDict();
+  return out;
 }
 
 function samePlan(a: StagePlan | null, b: StagePlan): boolean {
@@ -193,10 +213,16 @@ interface TrainPart {
   expectedPerClass: number[];
 }
 
-/** The training half of an epoch: sample, batches, steps; returns the train figures. */
-async function trainEpoch(run: Run, epoch: number, plan: StagePlan): Promise<TrainPart> {
-  const { config, data, session, train } = run;
-  const { sampler, augment } = data.plugins;
+/** The epoch's draw: the sampler's order (checked), the steps, and the images drawn and expected per class. */
+function drawEpoch(run: Run, epoch: number, plan: StagePlan): {
+  order: Int32Array;
+  steps: number;
+  used: number;
+  sampledPerClass: number[];
+  expectedPerClass: number[];
+} {
+  const { config, data, train } = run;
+  const { sampler } = data.plugins;
   const numClasses = data.numClasses;
   const drawn = sampler.sample(train.labels, plan.activeClasses, epoch, run.rng);
   const order = checkOrder(drawn, train.count, pluginLabel("sampler", config.sampler.name), epoch);
@@ -206,17 +232,61 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan): Promise<Tra
   for (let i = 0; i < used; i++) sampledPerClass[train.labels[order[i]]]++;
   const expectedPerClass = sampler.expectedClassShare(train.labels, plan.activeClasses, numClasses, epoch)
     .map((share) => share * used);
+  return { order, steps, used, sampledPerClass, expectedPerClass };
+}
+
+/** Writes the `last` set in the middle of an epoch (see mid-epoch.ts). */
+async function saveMidEpoch(
+  run: Run,
+  plan: StagePlan,
+  start: EpochStart,
+  partial: Omit<PartialEpoch, "rng" | "plugins" | "acc">,
+): Promise<void> {
+  const full: PartialEpoch = {
+    ...partial,
+    rng: start.rng,
+    plugins: start.plugins,
+    acc: encodeAcc(run.session.epochState()),
+  };
+  const json: LastJson = {
+    version: 1,
+    epoch: partial.epoch - 1,
+    globalStep: run.state.globalStep,
+    rng: start.rng,
+    plugins: start.plugins,
+    ...run.session.decisions!.stateDict(),
+    lastPlan: plan,
+    history: run.state.history,
+    partial: full,
+  };
+  await run.session.save(run.paths, ["last"], json);
+}
+
+/** The training half of an epoch: draw, batches, steps; returns the train figures. */
+async function trainEpoch(run: Run, epoch: number, plan: StagePlan, start: EpochStart): Promise<TrainPart> {
+  const { config, data, session, train } = run;
+  const { augment } = data.plugins;
+  const { order, steps, used, sampledPerClass, expectedPerClass } = drawEpoch(run, epoch, plan);
   await run.hook("onTrainEpochStart", epoch, plan, steps, used);
-  let lr = config.train.optimizer.lr, lossSum = 0, seen = 0;
-  const t0 = performance.now();
+  const resumed = run.partial?.epoch === epoch ? run.partial : null;
+  run.partial = null;
+  if (resumed) session.restoreEpoch(decodeAcc(resumed.acc));
+  let lr = resumed?.lr ?? config.train.optimizer.lr,
+    lossSum = resumed?.lossSum ?? 0,
+    seen = resumed?.seen ?? 0;
+  const t0 = performance.now() - (resumed?.seconds ?? 0) * 1000;
+  const every = config.train.checkpointEverySteps;
   const batches = batchStream(train, order, {
     batchSize: config.train.batchSize,
     ops: augment.trainOps,
     seedOf: (k) => deriveSeed(config.seed, epoch, k),
     maxBatches: config.train.maxStepsPerEpoch,
     transformU8: augment.transformU8?.bind(augment),
+    startBatch: resumed?.step ?? 0,
   });
   for await (const b of batches) {
+    // dropout draws seeded per step, so a run resumed at any step draws what it would have
+    manualSeed(deriveSeed(config.seed, "dropout", epoch, b.index));
     const pos = { epoch, index: b.index, steps, stageIndex: plan.stageIndex, history: run.state.history };
     const r = await session.step(b, pos);
     lr = r.lr;
@@ -224,10 +294,16 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan): Promise<Tra
     if (r.loss !== null) lossSum += r.loss * b.shape[0];
     run.state.globalStep++;
     await run.hook("onTrainBatchEnd", epoch, b.index + 1, lossSum / seen, seen, {
-      lr: r.lr,
+      lr,
       loss: r.loss,
       globalStep: run.state.globalStep,
     });
+    const last = b.index + 1 === steps;
+    if (!last && (run.stop.signal !== null || (every !== null && (b.index + 1) % every === 0))) {
+      const seconds = (performance.now() - t0) / 1000;
+      await saveMidEpoch(run, plan, start, { epoch, step: b.index + 1, seen, lossSum, seconds, lr });
+      if (run.stop.signal !== null) throw interrupted(run, `epoch ${epoch + 1}, step ${b.index + 1}`);
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
   const fig = session.endEpoch();
@@ -235,12 +311,20 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan): Promise<Tra
     fig.logits,
     fig.targets,
     fig.images,
-    numClasses,
+    data.numClasses,
     fig.loss,
     plan.activeClasses,
   );
   await run.hook("onTrainEpochEnd", epoch, { loss: fig.loss, metrics, images: seen, steps, seconds });
   return { lr, loss: fig.loss, metrics, seen, seconds, sampledPerClass, expectedPerClass };
+}
+
+/** The InterruptedError of a run stopped by a signal, saying how to resume. */
+function interrupted(run: Run, where: string): InterruptedError {
+  return new InterruptedError(
+    `${run.stop.signal}: interrupted at ${where}; a resumable checkpoint is saved. Resume with: ` +
+      `deno task train --resume ${run.paths.dir}`,
+  );
 }
 
 /** Validation of an epoch, when it is an evaluation epoch and there is a val split. */
@@ -268,11 +352,12 @@ async function validateEpoch(
 async function runEpoch(run: Run, epoch: number): Promise<boolean> {
   const { config, data, session, state } = run;
   manualSeed(deriveSeed(config.seed, "epoch", epoch));
+  const start: EpochStart = { rng: run.rng.state(), plugins: pluginStates(run) };
   const plan = data.plugins.stage.plan(epoch, state.history);
   if (!samePlan(state.lastPlan, plan)) await run.hook("onStageChange", epoch, plan, state.lastPlan);
   state.lastPlan = plan;
   session.beginEpoch(epoch, plan, state.history);
-  const t = await trainEpoch(run, epoch, plan);
+  const t = await trainEpoch(run, epoch, plan, start);
   const val = await validateEpoch(run, epoch, plan);
   const figures: EpochMetrics = {
     epoch,
@@ -301,8 +386,7 @@ async function runEpoch(run: Run, epoch: number): Promise<boolean> {
     earlyStopping: decided.earlyStopping,
   };
   await run.hook("onEpochEnd", record);
-  const plugins: Record<string, unknown> = {};
-  for (const s of run.stateful) plugins[s.stateKey] = s.stateDict();
+  const plugins = pluginStates(run);
   const json: LastJson = {
     version: 1,
     epoch,
@@ -341,8 +425,10 @@ async function startRun(
   const state: LoopState = { history: [], globalStep: 0, lastPlan: null };
   if (resume) {
     await session.restore(paths, { best: resume.best, earlyStopping: resume.earlyStopping });
-    rng.setState(resume.rng);
-    for (const s of stateful) if (s.stateKey in resume.plugins) s.loadStateDict(resume.plugins[s.stateKey]);
+    // a mid-epoch checkpoint replays its epoch from the epoch's start state
+    const from = resume.partial ?? resume;
+    rng.setState(from.rng);
+    for (const s of stateful) if (s.stateKey in from.plugins) s.loadStateDict(from.plugins[s.stateKey]);
     Object.assign(state, {
       history: resume.history,
       globalStep: resume.globalStep,
@@ -352,32 +438,85 @@ async function startRun(
   return { session, rng, stateful, state };
 }
 
+/**
+ * SIGINT/SIGTERM ask the run to stop: it finishes the current step, writes a resumable
+ * checkpoint and throws InterruptedError. A second signal quits at once (exit 130). Returns the
+ * function that removes the listeners.
+ */
+function watchSignals(stop: { signal: string | null }, log: Logger): () => void {
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const fn = (): void => {
+      if (stop.signal !== null) Deno.exit(130);
+      stop.signal = sig;
+      log.warn(
+        `${sig}: finishing the current step, then saving a resumable checkpoint (again to quit at once)`,
+      );
+    };
+    Deno.addSignalListener(sig, fn);
+    return [sig, fn] as const;
+  });
+  return () => listeners.forEach(([sig, fn]) => Deno.removeSignalListener(sig, fn));
+}
+
+/**
+ * A new run writes its config.yaml; a resumed one reads last.json (cleaning up an interrupted
+ * save), drops metrics.jsonl lines after it, and checks and records `--set` overrides.
+ */
+async function prepareRunFolder(
+  paths: RunPaths,
+  config: ResolvedConfig,
+  opts: RunOptions,
+  log: Logger,
+): Promise<LastJson | null> {
+  if (!opts.resumeDir) {
+    await writeAtomic(paths.config, configToYaml(config));
+    return null;
+  }
+  const resume = await readResume(paths, log);
+  await truncateMetrics(paths.metrics, resume.epoch);
+  const overrides = opts.resumeOverrides ?? [];
+  if (overrides.length > 0) {
+    checkResumeOverrides(overrides);
+    const before = await loadConfig(paths.config);
+    await recordResumeOverrides(paths, before, config, overrides, resume.epoch + 1, log);
+  }
+  return resume;
+}
+
+/**
+ * train.log keeps the error (the console gets it once, from whoever catches it: the CLI prints
+ * it); a new run without any checkpoint is marked FAILED.
+ */
+async function recordFailure(paths: RunPaths, err: unknown, isNew: boolean, log: Logger): Promise<void> {
+  log.error(`${(err as Error).name ?? "Error"}: ${(err as Error).message ?? String(err)}`, {
+    console: false,
+  });
+  if (isNew && !(await exists(paths.lastJson))) {
+    await markFailed(paths, err);
+    log.error(`Marked ${paths.dir} as failed (no checkpoint was written): see its FAILED file`, {
+      console: false,
+    });
+  }
+}
+
 /** Runs (or resumes) a training run; see the module doc. */
 export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {}): Promise<RunResult> {
   const paths = opts.resumeDir
     ? runPaths(opts.resumeDir)
     : await createRunDir(opts.out ?? "runs", config.name);
   const progress = opts.console !== false ? createProgress() : null;
+  const stop = { signal: null as string | null };
   const log = createLogger({
     file: paths.log,
     console: opts.console !== false,
     debug: opts.debug,
     beforeConsole: () => progress?.clear(),
   });
-  const disposables: { close(): void }[] = [];
+  const disposables: { close(): void }[] = [{ close: watchSignals(stop, log) }];
   const callbacks: Callback[] = [];
   const debug = opts.debug ? (l: string): void => log.debug(l) : null;
   try {
-    const resume = opts.resumeDir ? await readResume(paths, log) : null;
-    if (resume) {
-      await truncateMetrics(paths.metrics, resume.epoch);
-      const overrides = opts.resumeOverrides ?? [];
-      if (overrides.length > 0) {
-        checkResumeOverrides(overrides);
-        const before = await loadConfig(paths.config);
-        await recordResumeOverrides(paths, before, config, overrides, resume.epoch + 1, log);
-      }
-    } else await writeAtomic(paths.config, configToYaml(config));
+    const resume = await prepareRunFolder(paths, config, opts, log);
     if (config.train.threads !== null) setNumThreads(config.train.threads);
     const data = await openRunData(config, {
       log: (l) => log.info(l),
@@ -408,6 +547,8 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
       rng,
       stateful,
       state,
+      stop,
+      partial: resume?.partial ?? null,
       hook: (name, ...args) => callHooks(callbacks, name, debug, ...args),
     };
     return await loop(run, resume ? resume.epoch + 1 : 0, log);
@@ -417,16 +558,7 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
     } catch (hookErr) {
       log.error(`onException hook failed: ${(hookErr as Error).message}`);
     }
-    // train.log keeps the error; the console gets it once, from whoever catches it (the CLI prints it)
-    log.error(`${(err as Error).name ?? "Error"}: ${(err as Error).message ?? String(err)}`, {
-      console: false,
-    });
-    if (!opts.resumeDir && !(await exists(paths.lastJson))) {
-      await markFailed(paths, err);
-      log.error(`Marked ${paths.dir} as failed (no checkpoint was written): see its FAILED file`, {
-        console: false,
-      });
-    }
+    await recordFailure(paths, err, opts.resumeDir === undefined, log);
     throw err;
   } finally {
     progress?.end();
@@ -455,6 +587,9 @@ async function loop(run: Run, startEpoch: number, log: Logger): Promise<RunResul
   let epoch = startEpoch;
   for (; epoch < config.train.epochs && !stoppedEarly; epoch++) {
     stoppedEarly = await runEpoch(run, epoch);
+    if (run.stop.signal !== null && epoch + 1 < config.train.epochs) {
+      throw interrupted(run, `the end of epoch ${epoch + 1}`);
+    }
     if (stoppedEarly) {
       const es = config.train.earlyStopping!;
       log.info(`Early stopping: no improvement of ${es.metric} for ${es.patience} evaluations`);

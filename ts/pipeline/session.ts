@@ -84,6 +84,15 @@ export interface EpochTrainFigures {
   steps: number;
 }
 
+/** A session's epoch accumulator: train-mode logits and targets so far, the loss sum, the steps. */
+export interface SessionEpochState {
+  logits: Float32Array;
+  targets: Int32Array;
+  lossSum: number;
+  lossImages: number;
+  steps: number;
+}
+
 /** Options of `sessionSpec`: what differs between a run, cRT and inference. */
 export interface SpecOptions {
   /** "none": no trainer (eval, predict); "head": only the classifier trains (cRT) */
@@ -299,8 +308,8 @@ export class TrainSession {
     return { lr, loss };
   }
 
-  /** The train figures of the steps since `beginEpoch`. */
-  endEpoch(): EpochTrainFigures {
+  /** The accumulator of the steps since `beginEpoch` (for a mid-epoch checkpoint). */
+  epochState(): SessionEpochState {
     const e = this.#epoch;
     const images = e.targets.reduce((a, t) => a + t.length, 0);
     const logits = new Float32Array(images * this.numClasses);
@@ -311,10 +320,27 @@ export class TrainSession {
       targets.set(t, off);
       off += t.length;
     });
-    const loss = e.lossSum / Math.max(e.lossImages, 1);
-    const verdict = e.steps > 0 ? (this.#parts?.guard?.epoch(loss) ?? null) : null;
-    if (verdict) throw diverged(verdict.reason, `the end of epoch ${e.index + 1}`, this.#lastLr);
-    return { loss, logits, targets, images, steps: e.steps };
+    return { logits, targets, lossSum: e.lossSum, lossImages: e.lossImages, steps: e.steps };
+  }
+
+  /** Continues an epoch from a mid-epoch checkpoint's accumulator (after `beginEpoch`). */
+  restoreEpoch(s: SessionEpochState): void {
+    Object.assign(this.#epoch, {
+      logits: [s.logits],
+      targets: [s.targets],
+      lossSum: s.lossSum,
+      lossImages: s.lossImages,
+      steps: s.steps,
+    });
+  }
+
+  /** The train figures of the steps since `beginEpoch`. */
+  endEpoch(): EpochTrainFigures {
+    const { logits, targets, lossSum, lossImages, steps } = this.epochState();
+    const loss = lossSum / Math.max(lossImages, 1);
+    const verdict = steps > 0 ? (this.#parts?.guard?.epoch(loss) ?? null) : null;
+    if (verdict) throw diverged(verdict.reason, `the end of epoch ${this.#epoch.index + 1}`, this.#lastLr);
+    return { loss, logits, targets, images: targets.length, steps };
   }
 
   /** Eval-mode logits of a whole split, in split order. */
