@@ -29,6 +29,7 @@ import {
   type RunDecisionsState,
 } from "./policies.ts";
 import { checkLossResult } from "./plugin-checks.ts";
+import { checkWeightsFile } from "./weights-file.ts";
 import { deriveSeed } from "./rng.ts";
 import { type CheckpointWriters, type RunPaths, saveBestWeights, saveLastCheckpoint } from "./rundir.ts";
 import { scheduleLr } from "./schedules.ts";
@@ -215,6 +216,7 @@ export class TrainSession {
 
   /** The data-free core: builds the model (loading `spec.weights`) and its trainer. */
   static async open(spec: SessionSpec): Promise<TrainSession> {
+    if (spec.weights !== undefined) await checkWeightsFile(spec.weights);
     const model = spec.weights === undefined
       ? createModel(spec.model)
       : await loadModel(spec.weights, spec.model);
