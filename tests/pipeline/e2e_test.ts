@@ -22,6 +22,7 @@ Deno.test("e2e: synthetic 4 classes reaches >= 95% val accuracy; run folder cont
       "curves.svg",
       "inference.json",
       "metrics.jsonl",
+      "report.html",
       "report.md",
       "tb",
       "train.log",

@@ -8,6 +8,7 @@ import type { Logger } from "./log.ts";
 import type { BestMetric, EarlyStoppingState } from "./policies.ts";
 import type { Progress } from "./progress.ts";
 import { writeReport } from "./report.ts";
+import { writeHtmlReport } from "./report-html.ts";
 import { appendJsonLine, type RunPaths } from "./rundir.ts";
 import { formatSeedLines } from "./seed-format.ts";
 import type { EpochMetrics, Metrics, StagePlan } from "./types.ts";
@@ -157,9 +158,14 @@ export function metricsFileCallback(path: string): Callback {
   return { onEpochEnd: (record): Promise<void> => appendJsonLine(path, record) };
 }
 
-/** Rebuilds report.md and its charts after every epoch (after metrics.jsonl has the epoch). */
+/** Rebuilds report.md, its charts and report.html after every epoch (after metrics.jsonl has the epoch). */
 export function reportCallback(dir: string, classNames: string[]): Callback {
-  return { onEpochEnd: async (): Promise<void> => void await writeReport(dir, classNames) };
+  return {
+    onEpochEnd: async (): Promise<void> => {
+      await writeReport(dir, classNames);
+      await writeHtmlReport(dir, classNames);
+    },
+  };
 }
 
 /** The console progress line of the training batches. */
