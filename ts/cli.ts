@@ -1,5 +1,5 @@
 /**
- * `hybridnet` command line: train, eval, predict, data:inspect, compare, lr:find, crt, config,
+ * `hybridnet` command line: train, eval, predict, data:inspect, compare, report, lr:find, crt, config,
  * schema — each defined by its own function below; the work is in ts/pipeline.
  *
  * Config, plugin, data, divergence and usage errors print one message (no stack) and exit 1; a
@@ -58,6 +58,7 @@ export function buildProgram(): Command {
       predictCommand,
       dataInspectCommand,
       compareCommand,
+      reportCommand,
       lrFindCommand,
       crtCommand,
       configCommand,
@@ -101,7 +102,7 @@ function trainCommand(program: Command): void {
         console: !o.quiet,
       });
       console.log(`run folder: ${result.dir}`);
-      console.log(`report: ${result.dir}/report.md (charts: curves.svg, class-recall.svg)`);
+      console.log(`report: ${result.dir}/report.html (and report.md with curves.svg, class-recall.svg)`);
     });
 }
 
@@ -218,6 +219,18 @@ function compareCommand(program: Command): void {
       const r = await runCompare(spec, { out: o.out, console: o.verbose === true });
       console.log(r.markdown);
       console.log(`comparison folder: ${r.dir} (compare.md, compare.svg, compare.json)`);
+    });
+}
+
+/** `report`: one HTML page comparing run folders (curves, figures, per-class recall, config differences). */
+function reportCommand(program: Command): void {
+  program.command("report")
+    .description("write one HTML page comparing runs: curves, final and best figures, config differences")
+    .argument("<runs...>", "run folders (runs/<date>-<name>)")
+    .option("--out <file>", "the page to write", "runs/report-compare.html")
+    .action(async (runs: string[], o: { out: string }) => {
+      const { writeComparePage } = await import("./pipeline/report-compare.ts");
+      console.log(`wrote ${await writeComparePage(runs, o.out)}`);
     });
 }
 
