@@ -151,6 +151,10 @@ recipes:
     assert.equal(r.best, best, `mean macro-F1 ${JSON.stringify(means)}`);
     assert.match(r.markdown, new RegExp(`Best recipe: \\*\\*${best}\\*\\*`));
     assert.equal(await Deno.readTextFile(join(r.dir, "compare.md")), r.markdown);
+    // each run's report.html is linked from compare.md, relative to it
+    const links = [...r.markdown.matchAll(/\[report\.html\]\(([^)]+)\)/g)].map((m) => m[1]);
+    assert.equal(links.length, 4, "one report link per cell");
+    for (const l of links) assert.ok((await Deno.stat(join(r.dir, l))).isFile, l);
     const files = [...Deno.readDirSync(r.dir)].map((e) => e.name).sort();
     assert.deepEqual(files, ["compare.json", "compare.md", "compare.svg", "runs", "spec.yaml"]);
     assert.match(await Deno.readTextFile(join(r.dir, "compare.svg")), /^<svg/);

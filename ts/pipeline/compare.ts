@@ -10,7 +10,7 @@
  * Resumable: `compare.json` records each (recipe, seed) cell; running the same command again
  * skips finished cells and resumes an interrupted run from its last checkpoint.
  */
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { loadConfig, parseYaml } from "./config.ts";
@@ -229,11 +229,13 @@ function fmt(v: number): string {
 const pct = (m: { mean: number; std: number }): string =>
   Number.isFinite(m.mean) ? `${(100 * m.mean).toFixed(2)} ± ${(100 * m.std).toFixed(2)}` : "n/a";
 
-/** compare.md: the table, the per-class recall table and the verdict. */
+/** compare.md: the table, the per-class recall table, the verdict and a link to each run's report.html. */
 export function compareMarkdown(
   spec: CompareSpec,
   recipes: Recipe[],
   state: CompareState,
+  /** the comparison folder, so the report links are relative to compare.md */
+  dir?: string,
 ): { md: string; best: string } {
   const sums = summarize(state, recipes, spec.metric);
   const baseline = spec.baseline ?? recipes[0].name;
@@ -276,6 +278,11 @@ export function compareMarkdown(
   for (const r of recipes) {
     lines.push(`- **${r.name}**: ${r.set.map((s) => `\`${s}\``).join(" ") || "the base config"}`);
   }
+  const reports = state.cells.filter((c) => c.dir !== null).map((c) => {
+    const html = join(c.dir!, "report.html");
+    return `- ${c.recipe}, seed ${c.seed}: [report.html](${dir ? relative(dir, html) : html})`;
+  });
+  if (reports.length > 0) lines.push("", "Each run's report:", "", ...reports);
   lines.push("", "![macro-F1 per recipe](compare.svg)", "");
   return { md: lines.join("\n"), best: v.best };
 }
@@ -370,7 +377,7 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
   await writeAtomic(join(dir, "spec.yaml"), YAML.stringify(spec));
   const save = (): Promise<void> => writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
   const render = async (): Promise<CompareResult> => {
-    const { md, best } = compareMarkdown(spec, recipes, state);
+    const { md, best } = compareMarkdown(spec, recipes, state, dir);
     await writeAtomic(join(dir, "compare.md"), md);
     await writeAtomic(
       join(dir, "compare.svg"),
