@@ -4,6 +4,7 @@ import type { ClassCountAwareStage } from "../../ts/plugins/stage/common.ts";
 import { plugin as anti } from "../../ts/plugins/stage/anti-curriculum.ts";
 import {
   advanceReason,
+  autoCurriculumIssues,
   autoStageIndex,
   configSchema,
   plugin as auto,
@@ -97,6 +98,29 @@ Deno.test("auto-curriculum: threshold, min and max epochs per stage, loss metric
     3,
     "last 3 epochs: all classes",
   );
+
+  // the default keeps the last quarter of the run for all classes, however slowly stage 1 plateaus
+  const slow = configSchema.parse({ patience: 100 });
+  assert.equal(autoStageIndex(slow, 4, history([[0, 0.5]]), 14, 20), 0, "epoch 15 of 20: still stage 1");
+  assert.equal(
+    autoStageIndex(slow, 4, history([[0, 0.5]]), 15, 20),
+    3,
+    "the last 5 of 20 epochs: all classes",
+  );
+  const issues = (cfg: Record<string, unknown>, runEpochs: number): string[] =>
+    autoCurriculumIssues(configSchema.parse(cfg), 8, runEpochs);
+  assert.deepEqual(issues({}, 20), [], "the defaults are never refused");
+  assert.match(
+    issues({ minFinalShare: 0 }, 20).join(";"),
+    /nothing guarantees the last stage .* set minFinalShare/,
+  );
+  assert.deepEqual(issues({ minFinalShare: 0, minFinalEpochs: 1 }, 20), [], "one guaranteed epoch is enough");
+  assert.deepEqual(
+    issues({ minFinalShare: 0, maxEpochsPerStage: 5 }, 20),
+    [],
+    "3 stages of at most 5 leave 5",
+  );
+  assert.match(issues({ minFinalShare: 0, maxEpochsPerStage: 7 }, 20).join(";"), /maxEpochsPerStage below 7/);
 
   const loss = configSchema.parse({ metric: "val.active.loss", threshold: 0.5 });
   // readMetric reads loss = 1 in these records: above the threshold, so no advance for a loss

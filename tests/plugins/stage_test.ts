@@ -1,12 +1,22 @@
 import assert from "node:assert/strict";
 import type { PluginModule } from "../../ts/pipeline/types.ts";
 import type { ClassCountAwareStage } from "../../ts/plugins/stage/common.ts";
-import { curriculumIssues, plugin as curriculum } from "../../ts/plugins/stage/curriculum.ts";
+import { curriculumIssues, plugin as curriculum, stageLengths } from "../../ts/plugins/stage/curriculum.ts";
 import { plugin as none } from "../../ts/plugins/stage/none.ts";
 
 const ctx = { configDir: ".", seed: 0, epochs: 10, log: (): void => {} };
 function make(mod: PluginModule, cfg: Record<string, unknown> = {}): ClassCountAwareStage {
   return mod.create(mod.configSchema.parse(cfg), ctx) as ClassCountAwareStage;
+}
+
+/** A curriculum for a run of `epochs` epochs, told its 8 classes. */
+function plugins(epochs: number, cfg: Record<string, unknown>): ClassCountAwareStage {
+  const st = curriculum.create(curriculum.configSchema.parse(cfg), {
+    ...ctx,
+    epochs,
+  }) as ClassCountAwareStage;
+  st.setNumClasses(8);
+  return st;
 }
 
 Deno.test("curriculum: epoch -> stage and active classes (table)", () => {
@@ -41,7 +51,46 @@ Deno.test("curriculum: defaults are the seed's stages; classes come out sorted; 
   assert.deepEqual(st.plan(1, []).activeClasses, [0, 1, 2, 3]);
   const d = curriculum.configSchema.parse({});
   assert.deepEqual(d.stages, [[0, 7], [0, 1, 6, 7], [0, 1, 2, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7]]);
-  assert.deepEqual(make(curriculum).plan(100, []).activeClasses, [0, 1, 6, 7]);
+  // no lengths given: equal shares of the run (10 epochs here: 3, 3, 3, then 1 for all classes)
+  assert.deepEqual([0, 3, 6, 9].map((e) => make(curriculum).plan(e, []).stageIndex), [0, 1, 2, 3]);
+});
+
+Deno.test("curriculum: shares scale the stages with the run; a last stage that never starts is refused", () => {
+  const shares = { shares: [0.0625, 0.125, 0.1875] };
+  const lengths = (runEpochs: number): number[] =>
+    stageLengths(curriculum.configSchema.parse(shares), runEpochs);
+  assert.deepEqual(
+    lengths(400),
+    [25, 50, 75],
+    "the seed's 400 epochs: 25, 50, 75, then 250 for all 8 classes",
+  );
+  assert.deepEqual(lengths(20), [1, 3, 4], "20 epochs: rounded, then 12 for all classes");
+  assert.deepEqual(lengths(4), [1, 1, 1], "every stage gets at least one epoch");
+  const at20 = plugins(20, shares);
+  assert.deepEqual([0, 1, 3, 4, 7, 8, 19].map((e) => at20.plan(e, []).stageIndex), [0, 1, 1, 2, 2, 3, 3]);
+  const rows: [Record<string, unknown>, number, RegExp | null, string][] = [
+    [
+      { epochs: [25, 50, 75] },
+      20,
+      /last stage \(classes \[0,1,2,3,4,5,6,7\]\) would never start: the stages before it take 150 epochs of train\.epochs 20.*shares/,
+      "fixed epochs in a short run",
+    ],
+    [{ epochs: [25, 50, 75] }, 400, null, "fixed epochs in the seed's run"],
+    [
+      shares,
+      3,
+      /would never start: .* 3 epochs of train\.epochs 3, .*; lower the shares or raise train\.epochs/,
+      "too short even for one epoch per stage",
+    ],
+    [{ shares: [0.5, 0.3, 0.2] }, 100, /shares add up to 1/, "no share left for the last stage"],
+    [{ shares: [0.1], epochs: [1] }, 100, /epochs or as shares, not both/, "both"],
+    [{ shares: [0.1] }, 100, /need at least 3 entries in shares/, "too few shares"],
+  ];
+  for (const [cfg, runEpochs, want, msg] of rows) {
+    const issues = plugins(runEpochs, cfg).validate(8);
+    if (want === null) assert.deepEqual(issues, [], msg);
+    else assert.ok(issues.some((i) => want.test(i)), `${msg}: ${issues.join("; ")}`);
+  }
 });
 
 Deno.test("curriculum: validation messages", () => {
@@ -55,7 +104,7 @@ Deno.test("curriculum: validation messages", () => {
     [{ stages: [[0, 0], [0, 1]], epochs: [3] }, 3, [/stages\[0\] lists class 0 twice/], "duplicate class"],
   ];
   for (const [cfg, k, want, msg] of rows) {
-    const problems = curriculumIssues(curriculum.configSchema.parse(cfg), k);
+    const problems = curriculumIssues(curriculum.configSchema.parse(cfg), k, 10);
     if (want.length === 0) assert.deepEqual(problems, [], msg);
     else assert.ok(problems.length >= want.length, `${msg}: ${problems.join("; ")}`);
     for (const re of want) {
@@ -63,7 +112,7 @@ Deno.test("curriculum: validation messages", () => {
     }
   }
   assert.equal(make(curriculum).validate(5).length, 9, "one message per out-of-range class per stage");
-  assert.deepEqual(make(curriculum).validate(5), curriculumIssues(curriculum.configSchema.parse({}), 5));
+  assert.deepEqual(make(curriculum).validate(5), curriculumIssues(curriculum.configSchema.parse({}), 5, 10));
   // create() and setNumClasses() do not throw (the refine layer collects validate()'s messages);
   // plan() refuses to run a curriculum with problems
   const short = make(curriculum, { stages: [[0], [1], [2]], epochs: [1] });

@@ -8,9 +8,11 @@
  * - plateau: the last `patience` evaluations of the stage brought no gain > `minDelta` over
  *   the stage's best before them;
  * - `maxEpochsPerStage` epochs were spent in it.
- * The last stage runs to the end of training, and starts at the latest `minFinalEpochs` before
- * the end (so a slow stage cannot eat the budget of the full class set). Stages are class lists, or generated from the
- * class order ("extremes-inward", the seed's shape for ordinal labels).
+ * The last stage runs to the end of training, and starts at the latest `minFinalShare` of the run
+ * (default a quarter) or `minFinalEpochs` before the end, whichever is longer, so a slow stage
+ * cannot eat the budget of the full class set. A config that guarantees the last stage nothing
+ * (both 0, and no `maxEpochsPerStage` short enough) is refused. Stages are class lists, or
+ * generated from the class order ("extremes-inward", the seed's shape for ordinal labels).
  *
  * The decision is a pure function of the run's history (each epoch records its stage), which
  * the checkpoint already keeps, so a resumed run takes the same decisions: state is `{}`.
@@ -36,6 +38,8 @@ export const configSchema = z.object({
   maxEpochsPerStage: z.number().int().positive().nullable().default(null),
   /** the last stage (all classes) starts at the latest this many epochs before the run ends */
   minFinalEpochs: z.number().int().min(0).default(0),
+  /** …or at the latest this share of the run before its end, whichever is longer */
+  minFinalShare: z.number().min(0).lt(1).default(0.25),
   maskInactive: z.boolean().default(true),
 }).strict();
 
@@ -46,8 +50,18 @@ export function autoStages(cfg: AutoCurriculumConfig, numClasses: number): numbe
   return typeof cfg.stages === "string" ? generateStages(cfg.stages, numClasses) : cfg.stages;
 }
 
-/** Problems of the config against `numClasses` classes. */
-export function autoCurriculumIssues(cfg: AutoCurriculumConfig, numClasses: number): string[] {
+/** Epochs at the end of a run of `runEpochs` that belong to the last stage whatever the metric says. */
+export function finalEpochs(cfg: AutoCurriculumConfig, runEpochs: number): number {
+  const byShare = Number.isFinite(runEpochs) ? Math.ceil(cfg.minFinalShare * runEpochs) : 0;
+  return Math.max(cfg.minFinalEpochs, byShare);
+}
+
+/** Problems of the config against `numClasses` classes in a run of `runEpochs` epochs. */
+export function autoCurriculumIssues(
+  cfg: AutoCurriculumConfig,
+  numClasses: number,
+  runEpochs = Infinity,
+): string[] {
   const out: string[] = [];
   if (typeof cfg.stages !== "string") {
     cfg.stages.forEach((st, s) => {
@@ -66,6 +80,17 @@ export function autoCurriculumIssues(cfg: AutoCurriculumConfig, numClasses: numb
     out.push(
       `auto-curriculum: maxEpochsPerStage ${cfg.maxEpochsPerStage} is below minEpochsPerStage ${cfg.minEpochsPerStage}`,
     );
+  }
+  if (out.length === 0 && Number.isFinite(runEpochs)) {
+    const stageCount = autoStages(cfg, numClasses).length;
+    const capped = cfg.maxEpochsPerStage !== null && cfg.maxEpochsPerStage * (stageCount - 1) < runEpochs;
+    if (finalEpochs(cfg, runEpochs) < 1 && !capped) {
+      out.push(
+        `auto-curriculum: nothing guarantees the last stage (all classes) ever starts in ${runEpochs} epochs: ` +
+          `set minFinalShare (e.g. 0.25) or minFinalEpochs >= 1, or a maxEpochsPerStage below ` +
+          `${Math.ceil(runEpochs / Math.max(stageCount - 1, 1))}`,
+      );
+    }
   }
   return out;
 }
@@ -97,7 +122,7 @@ export function advanceReason(cfg: AutoCurriculumConfig, inStage: EpochMetrics[]
 
 /**
  * The stage of `epoch`, decided from the history (newest last); `runEpochs` = the run's
- * epochs (for `minFinalEpochs`).
+ * epochs (for `minFinalShare` and `minFinalEpochs`).
  */
 export function autoStageIndex(
   cfg: AutoCurriculumConfig,
@@ -106,7 +131,7 @@ export function autoStageIndex(
   epoch: number = history.length,
   runEpochs: number = Infinity,
 ): number {
-  if (epoch >= runEpochs - cfg.minFinalEpochs) return stageCount - 1;
+  if (epoch >= runEpochs - finalEpochs(cfg, runEpochs)) return stageCount - 1;
   if (history.length === 0) return 0;
   const current = history[history.length - 1].stage;
   if (current >= stageCount - 1) return stageCount - 1;
@@ -123,12 +148,12 @@ export const plugin: PluginModule<typeof configSchema, ClassCountAwareStage> = {
     return {
       stateKey: "stage",
       setNumClasses(n: number): void {
-        const issues = autoCurriculumIssues(cfg, n);
+        const issues = autoCurriculumIssues(cfg, n, ctx.epochs);
         if (issues.length > 0) throw new Error(issues.join("\n"));
         stages = autoStages(cfg, n);
       },
       validate(n: number): string[] {
-        return autoCurriculumIssues(cfg, n);
+        return autoCurriculumIssues(cfg, n, ctx.epochs);
       },
       plan(epoch: number, history: EpochMetrics[]): StagePlan {
         if (stages === null) {
@@ -141,7 +166,9 @@ export const plugin: PluginModule<typeof configSchema, ClassCountAwareStage> = {
         if (prev !== undefined && prev !== s) {
           const first = history.findIndex((m) => m.stage === prev);
           const why = advanceReason(cfg, history.slice(first)) ??
-            `the last ${cfg.minFinalEpochs} epochs are kept for all classes (minFinalEpochs)`;
+            `the last ${
+              finalEpochs(cfg, ctx.epochs)
+            } epochs are kept for all classes (minFinalShare/minFinalEpochs)`;
           ctx.log(`auto-curriculum: stage ${prev + 1} ends: ${why}`);
         }
         return {
