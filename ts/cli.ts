@@ -19,7 +19,15 @@ import {
   predictImages,
 } from "./pipeline/commands.ts";
 import { configJsonSchema, loadConfig } from "./pipeline/config.ts";
-import { ConfigError, DataError, DivergenceError, PluginError, UsageError } from "./pipeline/errors.ts";
+import {
+  ConfigError,
+  DataError,
+  DivergenceError,
+  InterruptedError,
+  PluginError,
+  UsageError,
+} from "./pipeline/errors.ts";
+import { checkResumeOverrides } from "./pipeline/resume.ts";
 import { runPipeline } from "./pipeline/runner.ts";
 
 /** The config used when none is given. */
@@ -27,9 +35,12 @@ export const DEFAULT_CONFIG = "configs/quick.yaml";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-/** Prints an error the way the CLI does; returns the exit code. */
+/** Prints an error the way the CLI does; returns the exit code (130 for an interrupted run, as a shell's). */
 export function reportError(err: unknown): number {
-  if (err instanceof ConfigError) {
+  if (err instanceof InterruptedError) {
+    console.error(err.message);
+    return 130;
+  } else if (err instanceof ConfigError) {
     console.error(err.format());
   } else if (err instanceof NativeError) {
     console.error(`NativeError [${err.code}] ${err.message}`);
@@ -93,11 +104,13 @@ function trainCommand(program: Command): void {
       const overrides = [...o.set];
       if (o.device) overrides.push(`device=${o.device}`);
       if (o.name) overrides.push(`name=${o.name}`);
+      if (o.resume) checkResumeOverrides(overrides); // before anything is loaded or written
       const file = o.resume ? join(o.resume, "config.yaml") : o.config;
       const config = await loadConfigWithData(file, overrides, o.data);
       const result = await runPipeline(config, {
         out: o.out,
         resumeDir: o.resume ? resolve(o.resume) : undefined,
+        resumeOverrides: o.resume ? overrides : undefined,
         configFile: file,
         console: !o.quiet,
       });
@@ -119,6 +132,7 @@ function evalCommand(program: Command): void {
     .option("--config <file>", "config (default: the run's config.yaml next to the checkpoint's folder)")
     .option("--set <key=value>", "override a config value (repeatable)", collect, [])
     .option("--json", "print the metrics as JSON")
+    .option("--allow-class-mismatch", "score data whose class names differ from the checkpoint's")
     .action(
       async (
         o: {
@@ -128,6 +142,7 @@ function evalCommand(program: Command): void {
           config?: string;
           set: string[];
           json?: boolean;
+          allowClassMismatch?: boolean;
         },
       ) => {
         if (o.split !== "val" && o.split !== "test") {
@@ -140,7 +155,13 @@ function evalCommand(program: Command): void {
           defaultConfig: DEFAULT_CONFIG,
           overrides: o.set,
         });
-        const r = await evaluateCheckpoint({ checkpoint: o.checkpoint, config, runDir, split: o.split });
+        const r = await evaluateCheckpoint({
+          checkpoint: o.checkpoint,
+          config,
+          runDir,
+          split: o.split,
+          allowClassMismatch: o.allowClassMismatch === true,
+        });
         console.log(o.json ? JSON.stringify(r, null, 2) : formatEval(r));
       },
     );
