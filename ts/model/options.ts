@@ -67,7 +67,8 @@ const Fraction = z.number().min(0).lt(1);
  * numbers; lr > 0; betas and momentum in [0, 1); eps > 0; weightDecay >= 0; nesterov only with
  * momentum > 0). `fused`: Adam/AdamW on CPU float32 take the one-pass kernel (same update rule).
  */
-export const OptimizerOptionsSchema = z.object({
+/** The optimizer's fields without the cross-field check (for schemas that widen a field, e.g. lr: auto). */
+export const OptimizerFieldsSchema = z.object({
   kind: z.enum(["adam", "adamw", "sgd"]).default("adam"),
   lr: z.number().positive().default(DEFAULT_LR),
   betas: z.tuple([Fraction, Fraction]).default(DEFAULT_BETAS),
@@ -76,7 +77,10 @@ export const OptimizerOptionsSchema = z.object({
   momentum: Fraction.default(DEFAULT_MOMENTUM),
   nesterov: z.boolean().default(false),
   fused: z.boolean().default(true),
-}).strict().superRefine((o, ctx) => {
+}).strict();
+
+/** The optimizer's cross-field check: Nesterov momentum needs momentum. */
+export function checkOptimizer(o: { nesterov: boolean; momentum: number }, ctx: z.RefinementCtx): void {
   if (o.nesterov && o.momentum <= 0) {
     ctx.addIssue({
       code: "custom",
@@ -84,7 +88,9 @@ export const OptimizerOptionsSchema = z.object({
       message: "Nesterov momentum needs momentum > 0: set momentum, or nesterov: false",
     });
   }
-});
+}
+
+export const OptimizerOptionsSchema = OptimizerFieldsSchema.superRefine(checkOptimizer);
 
 /** Optimizer and step options of a native trainer. */
 export const TrainerOptionsSchema = z.object({

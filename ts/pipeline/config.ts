@@ -16,10 +16,12 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import {
+  checkOptimizer,
   DEFAULT_DROPOUT_RATE,
   DEFAULT_INPUT_CHANNELS,
+  DEFAULT_LR,
   KernelOptionsSchema,
-  OptimizerOptionsSchema,
+  OptimizerFieldsSchema,
 } from "../model/options.ts";
 import { ConfigError, type ConfigIssue, displayFile, PluginError } from "./errors.ts";
 import { DEFAULT_BEST_METRIC, METRIC_PATH } from "./metric-path.ts";
@@ -88,7 +90,10 @@ const EarlyStoppingSchema = z.object({
 const TrainSchema = z.object({
   epochs: z.number().int().min(1).default(DEFAULT_EPOCHS),
   batchSize: z.number().int().min(1).default(DEFAULT_BATCH_SIZE),
-  optimizer: OptimizerOptionsSchema.prefault({}),
+  /** lr: a number, or "auto": an LR range test (lr:find) on the training data picks it before the run */
+  optimizer: OptimizerFieldsSchema.extend({
+    lr: z.union([z.number().positive(), z.literal("auto")]).default(DEFAULT_LR),
+  }).strict().superRefine(checkOptimizer).prefault({}),
   clipGradNorm: z.number().positive().nullable().default(null),
   /** learning-rate schedule over the run, applied every step (see ts/pipeline/schedules.ts) */
   schedule: ScheduleSchema.default({ name: "constant" }),

@@ -19,7 +19,7 @@ import { checkOrder, pluginLabel } from "./plugin-checks.ts";
 import { openRunData, pluginContext, type RunData } from "./run-data.ts";
 import { writeAtomic } from "./rundir.ts";
 import { formatSeedLines } from "./seed-format.ts";
-import { sessionSpec, TrainSession } from "./session.ts";
+import { baseLr, sessionSpec, TrainSession } from "./session.ts";
 import type { Loss, Metrics, Sampler, StagePlan } from "./types.ts";
 
 /** Options of `retrainClassifier`. */
@@ -120,7 +120,7 @@ export async function retrainClassifier(opts: CrtOptions): Promise<CrtResult> {
   }
   const samplerSection = opts.sampler ?? { name: "inverse-frequency" };
   const lossSection = opts.loss ?? { name: "cross-entropy" };
-  const lr = opts.lr ?? config.train.optimizer.lr;
+  const lr = opts.lr ?? baseLr(config);
   const batchSize = opts.batchSize ?? config.train.batchSize;
 
   const ctx = pluginContext(config, log, epochs);

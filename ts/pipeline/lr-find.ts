@@ -196,7 +196,8 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
   try {
     const train = data.splits.train!;
     const { augment, sampler, loss, stage } = data.plugins;
-    session = await TrainSession.open(sessionSpec(config, data.numClasses));
+    // the sweep sets the LR of every step; the trainer starts at its first (also when lr is "auto")
+    session = await TrainSession.open(sessionSpec(config, data.numClasses, { lr: minLr }));
     const samplerLabel = pluginLabel("sampler", config.sampler.name);
     session.train({
       loss,

@@ -32,6 +32,7 @@ import { decodeAcc, encodeAcc, type PartialEpoch } from "./mid-epoch.ts";
 import { checkOrder, pluginLabel } from "./plugin-checks.ts";
 import { checkResumeOverrides, recordResumeOverrides } from "./resume.ts";
 import { openRunData, type RunData } from "./run-data.ts";
+import { resolveAutoLr } from "./auto-lr.ts";
 import {
   createRunDir,
   exists,
@@ -44,7 +45,7 @@ import {
   truncateMetrics,
   writeAtomic,
 } from "./rundir.ts";
-import { scheduleOf, sessionSpec, TrainSession } from "./session.ts";
+import { baseLr, scheduleOf, sessionSpec, TrainSession } from "./session.ts";
 import { tensorboardCallback } from "./tb-callback.ts";
 import type { AugmentOp, EpochMetrics, Metrics, Rng, StagePlan, Stateful } from "./types.ts";
 
@@ -271,7 +272,7 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan, start: Epoch
   const resumed = run.partial?.epoch === epoch ? run.partial : null;
   run.partial = null;
   if (resumed) session.restoreEpoch(decodeAcc(resumed.acc));
-  let lr = resumed?.lr ?? config.train.optimizer.lr,
+  let lr = resumed?.lr ?? baseLr(config),
     lossSum = resumed?.lossSum ?? 0,
     seen = resumed?.seen ?? 0;
   const t0 = performance.now() - (resumed?.seconds ?? 0) * 1000;
@@ -516,6 +517,7 @@ export async function runPipeline(config: ResolvedConfig, opts: RunOptions = {})
   const callbacks: Callback[] = [];
   const debug = opts.debug ? (l: string): void => log.debug(l) : null;
   try {
+    config = await resolveAutoLr(config, paths, log);
     const resume = await prepareRunFolder(paths, config, opts, log);
     if (config.train.threads !== null) setNumThreads(config.train.threads);
     const data = await openRunData(config, {

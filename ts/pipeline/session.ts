@@ -21,7 +21,7 @@ import type { Trainer } from "../native/trainer.ts";
 import type { ResolvedConfig } from "./config.ts";
 import { evalStream, type SplitImages } from "./data.ts";
 import { type Device, resolveDevice } from "./device.ts";
-import { DivergenceError } from "./errors.ts";
+import { ConfigError, DivergenceError } from "./errors.ts";
 import {
   type CheckpointAction,
   type DivergenceGuard,
@@ -120,7 +120,7 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
       seed: deriveSeed(config.seed, "model"),
     },
     trainer: trainable === "none" ? null : {
-      optimizer: { ...config.train.optimizer, lr: o.lr ?? config.train.optimizer.lr },
+      optimizer: { ...config.train.optimizer, lr: o.lr ?? baseLr(config) },
       clipGradNorm: config.train.clipGradNorm,
       seed: deriveSeed(config.seed, o.trainerSeedKey ?? "trainer"),
       trainable,
@@ -129,11 +129,26 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
   };
 }
 
+/**
+ * The config's base LR. `lr: auto` is resolved by a new run before it starts (auto-lr.ts), which
+ * writes the picked number into the run's config.yaml; anything else needs a number.
+ */
+export function baseLr(config: ResolvedConfig): number {
+  const lr = config.train.optimizer.lr;
+  if (lr === "auto") {
+    throw new ConfigError("config", [{
+      path: ["train", "optimizer", "lr"],
+      message: 'is "auto", which only `train` resolves (with an LR range test); give a number here',
+    }]);
+  }
+  return lr;
+}
+
 /** The LR policy of `config`'s `train.schedule`. */
 export function scheduleOf(config: ResolvedConfig): LrPolicy {
   const { schedule, optimizer, epochs } = config.train;
   return (p) =>
-    scheduleLr(schedule, optimizer.lr, {
+    scheduleLr(schedule, baseLr(config), {
       progress: p.epoch + p.index / p.steps,
       epochs,
       epoch: p.epoch,
