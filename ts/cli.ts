@@ -3,10 +3,13 @@
  * schema — each defined by its own function below; the work is in ts/pipeline.
  *
  * Config, plugin, data, divergence and usage errors print one message (no stack) and exit 1; a
- * NativeError prints its code and message. Anything else is a bug and prints its stack.
+ * NativeError prints its code and message; a refused permission (train, eval and predict run with
+ * scoped permissions through ts/launch.ts) prints Deno's message and the line that asked. Anything
+ * else is a bug and prints its stack.
  */
 import { Command } from "commander";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { NativeError } from "./native/errors.ts";
 import {
   configForData,
@@ -49,12 +52,29 @@ export function reportError(err: unknown): number {
     err instanceof UsageError
   ) {
     console.error(`error: ${err.message}`);
-  } else if (err instanceof Deno.errors.NotFound) {
+  } else if (err instanceof Deno.errors.NotCapable) {
+    console.error(`error: ${refusal(err)}`);
+  } else if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied) {
     console.error(`error: ${(err as Error).message}`);
   } else {
     console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   }
   return 1;
+}
+
+/**
+ * A permission the command was not given (train, eval and predict run with scoped permissions, see
+ * ts/launch.ts): Deno's message, and where it was asked for — the first stack frame outside ts/
+ * and the npm packages, e.g. a user plugin's line.
+ */
+function refusal(err: Error): string {
+  const own = new URL("./", import.meta.url).href;
+  const frame = (err.stack ?? "").split("\n").map((l) => l.trim())
+    .find((l) => l.startsWith("at ") && l.includes("file://") && !l.includes(own) && !l.includes("/npm/"));
+  const m = frame?.match(/(file:\/\/\S+?):(\d+):(\d+)\)?$/);
+  const where = m ? ` (at ${fileURLToPath(m[1])}:${m[2]}:${m[3]})` : "";
+  return `${err.message}${where}. train, eval and predict run with only the permissions they need ` +
+    `(README, "Permissions")`;
 }
 
 /** Builds the commander program. */
