@@ -28,6 +28,8 @@ Deno.test("cli: data:inspect with the seed's curriculum shows each stage's share
     "--set",
     "stage.epochs=[2,2]",
     "--set",
+    "stage.shares=null",
+    "--set",
     "train.epochs=6",
   ]);
   assert.equal(r.code, 0, r.stderr);
