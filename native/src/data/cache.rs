@@ -3,8 +3,8 @@
 //! ```text
 //! magic   8 bytes  "HNIMGC\0\0"
 //! version u32      FORMAT_VERSION
-//! key     u64      hash of (format version, channels, height, width, the file list in order,
-//!                  each file's size and mtime)
+//! key     u64      hash of (format version, channels, height, width, max_pixels, the file list
+//!                  in order, each file's size and mtime)
 //! hlen    u32      length of the header JSON
 //! header  hlen     {"count","channels","height","width","kept":[..],"skipped":[..]}
 //! pixels  count*channels*height*width bytes (u8 NCHW)
@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-/// Bumped whenever the layout or the decoding (filter, crop, channel rules) changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the layout or the decoding (filter, crop, channel rules, which files are bad)
+/// changes. 2: truncated files and files over `max_pixels` are bad images.
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"HNIMGC\0\0";
 const PREFIX: usize = 8 + 4 + 8 + 4;
 
@@ -43,14 +44,16 @@ impl Fnv {
     }
 }
 
-/// The cache key of `cfg`: format version, channels, height, width, and per file (in order) its
-/// path, size and mtime (nanoseconds). A file that cannot be stat'ed hashes as a marker, so it
-/// is decoded (and fails or is skipped) rather than read from a stale cache.
+/// The cache key of `cfg`: format version, channels, height, width, `max_pixels` (it decides which
+/// files are skipped), and per file (in order) its path, size and mtime (nanoseconds). A file
+/// that cannot be stat'ed hashes as a marker, so it is decoded (and fails or is skipped) rather
+/// than read from a stale cache.
 pub fn key(cfg: &BuildConfig) -> u64 {
     let mut h = Fnv::new();
     for v in [FORMAT_VERSION, cfg.channels, cfg.height, cfg.width] {
         h.u64(v as u64);
     }
+    h.u64(cfg.max_pixels);
     h.u64(cfg.files.len() as u64);
     for f in &cfg.files {
         h.u64(f.len() as u64);
@@ -145,7 +148,7 @@ mod tests {
     use crate::data::OnBadImage;
 
     fn cfg(files: Vec<String>) -> BuildConfig {
-        BuildConfig { files, height: 2, width: 2, channels: 1, cache_path: None, on_bad_image: OnBadImage::Skip }
+        BuildConfig { files, height: 2, width: 2, channels: 1, cache_path: None, on_bad_image: OnBadImage::Skip, max_pixels: 100 }
     }
 
     fn set() -> ImageSet {
@@ -183,6 +186,7 @@ mod tests {
         let b = cfg(vec!["/nonexistent/b".into(), "/nonexistent/a".into()]);
         assert_ne!(key(&a), key(&b));
         assert_ne!(key(&a), key(&BuildConfig { height: 3, ..a.clone() }));
+        assert_ne!(key(&a), key(&BuildConfig { max_pixels: 101, ..a.clone() }), "max_pixels decides the skips");
         assert_eq!(key(&a), key(&a.clone()));
     }
 }

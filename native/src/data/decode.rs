@@ -2,35 +2,62 @@
 //! the requested channels, center-crop it to the target aspect ratio and resize it to exactly
 //! `height × width` (Triangle filter, which antialiases when shrinking), stored planar (CHW).
 //!
+//! Before decoding, two checks make a file a bad image: its header's `width × height` must be at
+//! most `max_pixels` (a decompression bomb, such as a 389 KB PNG of 20000 × 20000 pixels, is
+//! refused before any pixel buffer is allocated), and its data must reach the format's end marker
+//! ([`super::truncation`]). The decoder's own buffer limit (the `image` crate's default 512 MiB)
+//! stays on, so one decode holds a pixel buffer of at most `min(max_pixels × bytes per pixel,
+//! 512 MiB)` plus its 8-bit RGB or gray copy (`max_pixels × 3` at most; none when the decoded
+//! image is already in that layout), and a build at most that times the decode threads.
+//!
 //! Channel rules (the `image` crate's conversions): gray → RGB replicates, RGB → gray is Rec. 709
 //! luma (0.2126 R + 0.7152 G + 0.0722 B), an alpha channel is dropped (not composited), 16-bit and
 //! float samples are scaled to 8 bits.
 
-use super::{bad_image_error, BuildConfig, ImageSet, OnBadImage, Skipped};
+use super::{bad_image_error, truncation, BuildConfig, ImageSet, OnBadImage, Skipped};
 use crate::error::Result;
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, ImageReader, Pixel};
 use rayon::prelude::*;
 use std::io::Cursor;
 
-/// Decodes one file into `channels × height × width` u8 (CHW). The error is a message without the
-/// path (the caller adds it).
-pub fn decode_file(path: &str, channels: u32, height: u32, width: u32) -> std::result::Result<Vec<u8>, String> {
+/// Default of `max_pixels`: 10^8 pixels (10000 × 10000), a little over Pillow's
+/// `MAX_IMAGE_PIXELS` (89,478,485). An 8-bit RGB image at the limit decodes to 300 MB.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// Decodes one file into `channels × height × width` u8 (CHW); see [`decode_bytes`]. The error
+/// is a message without the path (the caller adds it).
+pub fn decode_file(path: &str, channels: u32, height: u32, width: u32, max_pixels: u64) -> std::result::Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let img = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| format!("cannot decode: {e}"))?;
-    Ok(to_chw(&img, channels, height, width))
+    decode_bytes(&bytes, channels, height, width, max_pixels)
+}
+
+/// Decodes one encoded image into `channels × height × width` u8 (CHW). Refused before
+/// decoding: an image over `max_pixels` (read from its header), and data that ends early.
+pub fn decode_bytes(bytes: &[u8], channels: u32, height: u32, width: u32, max_pixels: u64) -> std::result::Result<Vec<u8>, String> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let Some(format) = reader.format() else {
+        return Err("cannot decode: not a jpeg, png, bmp, gif, tiff or webp image (unknown format)".into());
+    };
+    let (w, h) = reader.into_dimensions().map_err(|e| format!("cannot decode: {e}"))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(format!(
+            "image is {w} x {h} = {pixels} pixels, over the limit of {max_pixels} (max_pixels; data.maxPixels in the config)"
+        ));
+    }
+    truncation::check(format, bytes)?;
+    let img = ImageReader::with_format(Cursor::new(bytes), format).decode().map_err(|e| format!("cannot decode: {e}"))?;
+    Ok(to_chw(img, channels, height, width))
 }
 
 /// Converts a decoded image to `channels` and `height × width` (CHW u8).
-pub fn to_chw(img: &DynamicImage, channels: u32, height: u32, width: u32) -> Vec<u8> {
+/// Takes the image by value: an image already in the target layout is not copied.
+pub fn to_chw(img: DynamicImage, channels: u32, height: u32, width: u32) -> Vec<u8> {
     if channels == 1 {
-        planar(&fit(&img.to_luma8(), height, width))
+        planar(&fit(&img.into_luma8(), height, width))
     } else {
-        planar(&fit(&img.to_rgb8(), height, width))
+        planar(&fit(&img.into_rgb8(), height, width))
     }
 }
 
@@ -78,7 +105,7 @@ fn planar<P: Pixel<Subpixel = u8>>(img: &ImageBuffer<P, Vec<u8>>) -> Vec<u8> {
 /// first bad file in list order) or is dropped and recorded (`"skip"`).
 pub fn decode_all(cfg: &BuildConfig) -> Result<ImageSet> {
     let (c, h, w) = (cfg.channels, cfg.height, cfg.width);
-    let results: Vec<_> = cfg.files.par_iter().map(|path| decode_file(path, c, h, w)).collect();
+    let results: Vec<_> = cfg.files.par_iter().map(|path| decode_file(path, c, h, w, cfg.max_pixels)).collect();
     let image_len = (c * h * w) as usize;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let mut data = Vec::with_capacity(ok * image_len);
@@ -132,14 +159,14 @@ mod tests {
             let v = (x + 2 * y) as u8;
             Rgb([v, 10 + v, 100 + v])
         });
-        let chw = to_chw(&DynamicImage::ImageRgb8(img), 3, 2, 2);
+        let chw = to_chw(DynamicImage::ImageRgb8(img), 3, 2, 2);
         assert_eq!(chw, vec![0, 1, 2, 3, 10, 11, 12, 13, 100, 101, 102, 103]);
     }
 
     #[test]
     fn resize_of_a_constant_image_is_constant() {
         let img = ImageBuffer::from_pixel(37, 53, Luma([77u8]));
-        let chw = to_chw(&DynamicImage::ImageLuma8(img), 1, 8, 8);
+        let chw = to_chw(DynamicImage::ImageLuma8(img), 1, 8, 8);
         assert_eq!(chw.len(), 64);
         assert!(chw.iter().all(|&v| v == 77), "{chw:?}");
     }

@@ -1,12 +1,14 @@
 //! The image data path: decode a file list once into an in-memory u8 NCHW store (optionally
 //! cached on disk), then per batch gather images by index and augment them natively into
-//! float32. One concern per file: [`decode`] (files → pixels), [`cache`] (the `.hnc` file),
-//! [`augment`] (the ops and their PRNG), [`gather`] (batches, parallel over samples).
+//! float32. One concern per file: [`decode`] (files → pixels), [`truncation`] (whether a file's
+//! data is all there), [`cache`] (the `.hnc` file), [`augment`] (the ops and their PRNG),
+//! [`gather`] (batches, parallel over samples).
 
 pub mod augment;
 pub mod cache;
 pub mod decode;
 pub mod gather;
+pub mod truncation;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,7 @@ pub enum OnBadImage {
     Skip,
 }
 
-/// `hn_images_build` JSON; every field is required (TS fills the defaults).
+/// `hn_images_build` JSON; every field but `max_pixels` is required (TS fills the defaults).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildConfig {
@@ -39,6 +41,14 @@ pub struct BuildConfig {
     pub cache_path: Option<String>,
     /// `"error"` or `"skip"`.
     pub on_bad_image: OnBadImage,
+    /// Largest `width × height` of an image file, read from its header before decoding; a file
+    /// over it is a bad image. Optional, default [`decode::DEFAULT_MAX_PIXELS`].
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+fn default_max_pixels() -> u64 {
+    decode::DEFAULT_MAX_PIXELS
 }
 
 /// Largest height or width accepted (keeps `n*c*h*w` far from overflow).
@@ -57,6 +67,9 @@ impl BuildConfig {
             if v == 0 || v > MAX_SIDE {
                 return Err(Error::invalid(format!("{name} must be in [1, {MAX_SIDE}], got {v}")));
             }
+        }
+        if self.max_pixels == 0 {
+            return Err(Error::invalid("max_pixels must be >= 1, got 0"));
         }
         Ok(())
     }

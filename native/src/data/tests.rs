@@ -20,6 +20,7 @@ fn cfg(files: &[PathBuf], c: u32, hw: u32) -> BuildConfig {
         channels: c,
         cache_path: None,
         on_bad_image: OnBadImage::Error,
+        max_pixels: decode::DEFAULT_MAX_PIXELS,
     }
 }
 
@@ -122,6 +123,7 @@ fn invalid_configs_are_rejected() {
         (BuildConfig { channels: 2, ..base.clone() }, "channels"),
         (BuildConfig { height: 0, ..base.clone() }, "height"),
         (BuildConfig { width: MAX_SIDE + 1, ..base.clone() }, "width"),
+        (BuildConfig { max_pixels: 0, ..base.clone() }, "max_pixels"),
     ] {
         let e = build(&bad).unwrap_err();
         assert_eq!(e.code(), HN_ERR_INVALID_ARG);
@@ -209,4 +211,44 @@ fn an_unwritable_cache_path_is_an_io_error_naming_it() {
     let e = build(&BuildConfig { cache_path: Some(cache.display().to_string()), ..cfg(&[good], 1, 4) }).unwrap_err();
     assert_eq!(e.code(), HN_ERR_IO);
     assert!(e.to_string().contains("c.hnc"), "{e}");
+}
+
+#[test]
+fn an_image_over_max_pixels_is_a_bad_image_and_the_limit_is_in_the_cache_key() {
+    let d = scratch("max-pixels");
+    let small = d.join("small.png");
+    ImageBuffer::from_pixel(4, 5, Luma([7u8])).save(&small).unwrap();
+    let big = d.join("big.png");
+    ImageBuffer::from_pixel(6, 5, Luma([9u8])).save(&big).unwrap();
+    let files = [small, big.clone()];
+    let cache = d.join("c.hnc");
+    let c = BuildConfig { max_pixels: 20, cache_path: Some(cache.display().to_string()), ..cfg(&files, 1, 4) };
+
+    let e = build(&c).unwrap_err();
+    assert_eq!(e.code(), HN_ERR_IO);
+    let msg = e.to_string();
+    for want in [big.display().to_string().as_str(), "6 x 5 = 30 pixels", "limit of 20", "max_pixels"] {
+        assert!(msg.contains(want), "{msg} lacks {want}");
+    }
+    let skip = BuildConfig { on_bad_image: OnBadImage::Skip, ..c.clone() };
+    let set = build(&skip).unwrap();
+    assert_eq!((set.count, set.kept.clone()), (1, vec![0]));
+    assert!(set.skipped[0].error.contains("30 pixels"), "{:?}", set.skipped);
+    assert!(build(&skip).unwrap().from_cache);
+    // A higher limit is another cache key: the big image is decoded, not a cached skip.
+    let more = build(&BuildConfig { max_pixels: 30, ..skip }).unwrap();
+    assert!(!more.from_cache);
+    assert_eq!(more.count, 2);
+}
+
+#[test]
+fn max_pixels_is_optional_in_the_json_and_defaults_to_10_pow_8() {
+    let c: BuildConfig =
+        serde_json::from_str(r#"{"files":["/a.png"],"height":4,"width":4,"channels":3,"cache_path":null,"on_bad_image":"skip"}"#).unwrap();
+    assert_eq!(c.max_pixels, 100_000_000);
+    let c: BuildConfig = serde_json::from_str(
+        r#"{"files":["/a.png"],"height":4,"width":4,"channels":3,"cache_path":null,"on_bad_image":"skip","max_pixels":7}"#,
+    )
+    .unwrap();
+    assert_eq!(c.max_pixels, 7);
 }
