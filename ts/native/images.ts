@@ -34,9 +34,20 @@ export interface ImagesBuildOptions {
   channels?: number;
   /** Cache file (reused while the files' sizes and mtimes match, else rewritten). Default none. */
   cachePath?: string | null;
-  /** `"error"` (default): a bad file rejects with NativeError `IO` naming it; `"skip"`: it is dropped. */
+  /**
+   * `"error"` (default): a bad file (unreadable, not an image, cut short, over `maxPixels`) rejects
+   * with NativeError `IO` naming it; `"skip"`: it is dropped and listed in `info().skipped`.
+   */
   onBadImage?: "error" | "skip";
+  /**
+   * Largest `width × height` of a file, read from its header before decoding; a file over it is a
+   * bad image (a decompression bomb never allocates its pixels). Default {@link DEFAULT_MAX_PIXELS}.
+   */
+  maxPixels?: number;
 }
+
+/** Default of `maxPixels`: 10^8 pixels (the native `DEFAULT_MAX_PIXELS`, docs/ABI.md). */
+export const DEFAULT_MAX_PIXELS = 100_000_000;
 
 /** A file dropped by `onBadImage: "skip"`. */
 export interface SkippedImage {
@@ -177,8 +188,12 @@ export class Images {
   static async build(options: ImagesBuildOptions): Promise<Images> {
     const op = "hn_images_build";
     const { files, height, width, channels = 3, cachePath = null, onBadImage = "error" } = options;
+    const { maxPixels = DEFAULT_MAX_PIXELS } = options;
     if (!Array.isArray(files) || files.some((f) => typeof f !== "string")) {
       throw invalid(op, "files must be an array of path strings");
+    }
+    if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
+      throw invalid(op, `maxPixels must be a positive integer; got ${maxPixels}`);
     }
     const cfg = encodeJson({
       files,
@@ -187,6 +202,7 @@ export class Images {
       channels,
       cache_path: cachePath,
       on_bad_image: onBadImage,
+      max_pixels: maxPixels,
     });
     const out = new BigUint64Array(1);
     const errBuf = new Uint8Array(ERROR_CAPACITY);

@@ -126,6 +126,8 @@ export const RawConfigSchema = z.object({
     channels: z.union([z.literal(1), z.literal(3)]).default(DEFAULT_INPUT_CHANNELS),
     cacheDir: z.string().min(1).default(DEFAULT_CACHE_DIR),
     onBadImage: z.enum(["error", "skip"]).default(DEFAULT_ON_BAD_IMAGE),
+    /** largest width × height of an image file, read from its header; a file over it is a bad image (10^8 = DEFAULT_MAX_PIXELS of ts/native/images.ts) */
+    maxPixels: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100_000_000),
   }).strict(),
   model: z.object({
     numClasses: z.union([z.literal("auto"), z.number().int().min(2)]).default("auto"),

@@ -3,7 +3,9 @@
  *
  * `openSplit` turns a split into an `Images` handle: file paths are decoded once into a cache
  * (`cacheDir/<hash of the file list, size and channels>.hnc`); in-memory pixels are wrapped as
- * they are. Labels of images the decoder skipped (`onBadImage: skip`) are dropped.
+ * they are. Labels of images the decoder skipped (`onBadImage: skip`: unreadable, not an image,
+ * cut short, over `maxPixels`) are dropped; each class that lost images gets a warning, and a train
+ * split left with a class that has no images is a DataError.
  *
  * `batchStream` yields batches with one gather in flight ahead: while the caller runs step k,
  * the gather of batch k+1 (a non-blocking native call on the Images handle) already runs. The
@@ -11,7 +13,7 @@
  * `deriveSeed(runSeed, epoch, batchIndex)`), so a resumed run sees the same pixels.
  */
 import { join } from "node:path";
-import { applyOps, Images } from "../native/images.ts";
+import { applyOps, Images, type SkippedImage } from "../native/images.ts";
 import { DataError } from "./errors.ts";
 import { createRng, deriveSeed } from "./rng.ts";
 import type { Augmenter, AugmentOp, Split } from "./types.ts";
@@ -33,6 +35,10 @@ export interface OpenSplitOptions {
   channels: number;
   cacheDir: string;
   onBadImage: "error" | "skip";
+  /** largest width × height of an image file (header); a file over it is a bad image */
+  maxPixels?: number;
+  /** class names, for the skipped-images warnings (default: the class index only) */
+  classNames?: readonly string[];
   log(line: string): void;
   /** for messages: "train", "val", "test" */
   splitName: string;
@@ -79,18 +85,70 @@ export async function openSplit(split: Split, o: OpenSplitOptions): Promise<Spli
     channels: o.channels,
     cachePath: join(o.cacheDir, `${key}.hnc`),
     onBadImage: o.onBadImage,
+    maxPixels: o.maxPixels,
   });
   const info = images.info();
-  for (const s of info.skipped) o.log(`${o.splitName}: skipped unreadable image ${s.path}: ${s.error}`);
+  for (const s of info.skipped) o.log(`${o.splitName}: skipped bad image ${s.path}: ${s.error}`);
   let labels = split.labels;
   if (info.skipped.length > 0) labels = Int32Array.from(info.kept, (i) => split.labels[i]);
-  if (info.count !== labels.length) {
+  try {
+    if (info.count !== labels.length) {
+      throw new DataError(
+        `${o.splitName} split: ${info.count} images decoded but ${labels.length} labels kept`,
+      );
+    }
+    if (info.skipped.length > 0) checkSkippedClasses(split.labels, labels, info.skipped, o);
+  } catch (err) {
     images.close();
-    throw new DataError(
-      `${o.splitName} split: ${info.count} images decoded but ${labels.length} labels kept`,
-    );
+    throw err;
   }
   return { images, labels, chw: [o.channels, o.height, o.width], count: info.count };
+}
+
+/** Per-class image counts of `labels` (the class count is the largest label + 1). */
+function classCounts(labels: Int32Array, numClasses: number): number[] {
+  const counts = new Array<number>(numClasses).fill(0);
+  for (const l of labels) counts[l]++;
+  return counts;
+}
+
+/**
+ * Warns, for each class that lost images to `onBadImage: skip`, how many of how many; throws a
+ * DataError when the train split is left with a class that had images and now has none (its
+ * priors and its recall would be silently wrong).
+ */
+function checkSkippedClasses(
+  all: Int32Array,
+  kept: Int32Array,
+  skipped: readonly SkippedImage[],
+  o: OpenSplitOptions,
+): void {
+  let numClasses = o.classNames?.length ?? 0;
+  for (const l of all) numClasses = Math.max(numClasses, l + 1);
+  const before = classCounts(all, numClasses);
+  const after = classCounts(kept, numClasses);
+  const name = (k: number): string =>
+    o.classNames?.[k] === undefined ? `class ${k}` : `class ${k} (${o.classNames[k]})`;
+  const emptied: string[] = [];
+  for (let k = 0; k < numClasses; k++) {
+    const lost = before[k] - after[k];
+    if (lost === 0) continue;
+    o.log(`${name(k)}: ${lost} of ${before[k]} ${o.splitName} images skipped`);
+    if (after[k] === 0) {
+      const first = skipped.find((s) => all[s.index] === k);
+      emptied.push(
+        `${name(k)}: all ${before[k]} skipped${first ? ` (first: ${first.path}: ${first.error})` : ""}`,
+      );
+    }
+  }
+  if (o.splitName === "train" && emptied.length > 0) {
+    throw new DataError(
+      `train split: onBadImage "skip" left ${
+        emptied.length === 1 ? "a class" : `${emptied.length} classes`
+      } with no images — ` +
+        `${emptied.join("; ")}. Fix or replace those files, or remove the class from the dataset`,
+    );
+  }
 }
 
 /** One training batch. */

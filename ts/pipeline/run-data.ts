@@ -90,6 +90,7 @@ export function splitOptions(
     channels: config.data.channels,
     cacheDir: config.data.cacheDir,
     onBadImage: config.data.onBadImage,
+    maxPixels: config.data.maxPixels,
     log,
     splitName,
   };
@@ -132,9 +133,6 @@ export async function openRunData(config: ResolvedConfig, o: OpenRunDataOptions)
   const numClasses = classNames.length;
   await refineWithDataset(config, numClasses, o.file ?? "config");
   plugins.stage.setNumClasses?.(numClasses);
-  const info = trainDataInfo(classNames, dataset.train.labels);
-  plugins.loss.setData?.(info);
-  plugins.evaluator.setData?.(info);
   const splits: RunData["splits"] = {};
   const warn = o.warn ?? o.log;
   const close = (): void => {
@@ -143,16 +141,21 @@ export async function openRunData(config: ResolvedConfig, o: OpenRunDataOptions)
   try {
     for (const name of o.splits ?? []) {
       const split = dataset[name];
-      if (split) splits[name] = await openSplit(split, splitOptions(config, name, warn));
+      if (split) splits[name] = await openSplit(split, { ...splitOptions(config, name, warn), classNames });
     }
     const wantsStats = plugins.augment.needsDatasetStats === true;
     if (wantsStats && !splits.train && o.statsFromTrain !== false) {
-      splits.train = await openSplit(dataset.train, splitOptions(config, "train", warn));
+      splits.train = await openSplit(dataset.train, { ...splitOptions(config, "train", warn), classNames });
     }
     if (splits.train) await provideDatasetStats(plugins.augment, splits.train);
+    // The class priors (logit adjustment, LDAM, class-balanced weights) count the images training
+    // sees: the opened train split's kept labels (after skipped bad images), else the dataset's.
+    const info = trainDataInfo(classNames, splits.train?.labels ?? dataset.train.labels);
+    plugins.loss.setData?.(info);
+    plugins.evaluator.setData?.(info);
+    return { plugins, dataset, classNames, numClasses, info, splits, close };
   } catch (err) {
     close();
     throw err;
   }
-  return { plugins, dataset, classNames, numClasses, info, splits, close };
 }
