@@ -26,7 +26,7 @@ import { NativeError } from "./errors.ts";
  * The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature or
  * a JSON contract of docs/ABI.md changes.
  */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /** Environment variable that names the library file to load, instead of the build outputs. */
 export const NATIVE_PATH_ENV = "HYBRIDNET_NATIVE_PATH";
@@ -73,6 +73,8 @@ export const symbols = {
   hn_noop: { parameters: [], result: "i32" },
   /** The same symbol as a nonblocking call: measures the thread hop the heavy calls pay. */
   hn_noop_async: { name: "hn_noop", parameters: [], result: "i32", nonblocking: true },
+  /** `fn hn_live_handles() -> u64` — models, trainers and image sets made and not yet freed (process-wide). */
+  hn_live_handles: { parameters: [], result: "u64" },
 
   // ---- model ---------------------------------------------------------------------------------
   hn_model_new: {

@@ -90,6 +90,14 @@ export function lossEval(
   return { loss: out[0], grad };
 }
 
+/**
+ * How many native handles (models, trainers, image sets) this process has made and not yet closed
+ * (`hn_live_handles`): 0 once every wrapper is closed. For leak checks (tests, the soak benchmark).
+ */
+export function liveHandles(): number {
+  return Number(getNative().symbols.hn_live_handles());
+}
+
 /** Mean cost of one FFI call through the guard, synchronous and nonblocking (benchmark only). */
 export async function ffiOverhead(calls: number): Promise<{ syncUs: number; asyncUs: number }> {
   const { hn_noop, hn_noop_async } = getNative().symbols;

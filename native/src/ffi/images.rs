@@ -10,8 +10,7 @@ use super::info::parse_json;
 use super::{out, slice, slice_mut, write_str, ErrorSlot, HasErrorSlot};
 use crate::data::{self, gather, BuildConfig, ImageSet};
 use crate::error::{Error, Result};
-use crate::ffi_fn;
-use std::sync::Arc;
+use crate::{declare_own, ffi_fn};
 
 /// Opaque image-set handle: decoded u8 NCHW images and the handle's last error.
 #[derive(Debug)]
@@ -29,7 +28,7 @@ impl HasErrorSlot for HnImages {
 
 impl HnImages {
     fn into_raw(set: ImageSet) -> *mut HnImages {
-        Arc::into_raw(Arc::new(HnImages { set, last_error: ErrorSlot::default() })).cast_mut()
+        super::new_shared_handle(HnImages { set, last_error: ErrorSlot::default() })
     }
 }
 
@@ -88,18 +87,11 @@ ffi_fn! {
     }
 }
 
-/// Frees an image-set handle. NULL is a no-op; call at most once per handle. A call on the
-/// handle that is already running keeps the images alive until it returns (it holds its own
-/// reference), but no call may start after the free.
-#[no_mangle]
-pub unsafe extern "C" fn hn_images_free(h: *mut HnImages) {
-    if !h.is_null() {
-        // A destructor panic must not cross the boundary; there is no status to report it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // SAFETY: `h` came from Arc::into_raw in a constructor, and is freed at most once.
-            drop(unsafe { Arc::from_raw(h.cast_const()) });
-        }));
-    }
+declare_own! {
+    /// Frees an image-set handle. NULL is a no-op; call at most once per handle. A call on the
+    /// handle that is already running keeps the images alive until it returns (it holds its own
+    /// reference), but no call may start after the free.
+    shared hn_images_free, HnImages
 }
 
 ffi_fn! {

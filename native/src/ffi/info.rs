@@ -1,6 +1,7 @@
-//! Library-level exports: ABI version, last error, build/runtime info, threads, seed, no-op.
+//! Library-level exports: ABI version, last error, build/runtime info, threads, seed, no-op,
+//! live-handle count.
 
-use super::{last_error, write_str, ABI_VERSION};
+use super::{last_error, live_handles, write_str, ABI_VERSION};
 use crate::error::{Error, Result};
 use crate::ffi_fn;
 use serde_json::json;
@@ -102,6 +103,17 @@ ffi_fn! {
     fn hn_noop() {
         Ok(())
     }
+}
+
+/// How many native handles are live in this process: models, trainers and image sets made by
+/// their constructors (`hn_model_new`, `hn_trainer_new`, `hn_images_build`, `hn_images_from_u8`)
+/// and not yet passed to their free function (`hn_model_free`, `hn_trainer_free`,
+/// `hn_images_free`). An image set counts once until its free, whatever calls still hold it; a
+/// model kept alive by a trainer after `hn_model_free` no longer counts. No status; never fails;
+/// thread-safe (a snapshot: other threads may make or free handles at the same time).
+#[no_mangle]
+pub extern "C" fn hn_live_handles() -> u64 {
+    live_handles()
 }
 
 /// Parses JSON config bytes into `T` (`deny_unknown_fields` on `T`); errors are

@@ -3,13 +3,16 @@
 //! `HN_ERR_PANIC`; the message is recorded in this thread's last error and, for the calls
 //! TS declares `nonblocking` (they run on another thread), also on the handle.
 //!
-//! Handles are boxed (`Box::into_raw`) and freed by `declare_own!` functions that accept NULL.
+//! Handles are boxed ([`new_handle`]) and freed by `declare_own!` functions that accept NULL.
 //! One file per handle type: [`model`], [`trainer`], [`images`], [`info`] (library-level
 //! calls), [`loss`].
 //!
-//! `HnImages` handles are `Arc`s (`Arc::into_raw`) instead: each call holds its own reference
-//! (the `shared` form of [`ffi_fn!`]), so a free that races with a running call drops only the
-//! handle's reference and the call finishes on live data.
+//! `HnImages` handles are `Arc`s ([`new_shared_handle`]) instead: each call holds its own
+//! reference (the `shared` form of [`ffi_fn!`]), so a free that races with a running call drops
+//! only the handle's reference and the call finishes on live data.
+//!
+//! Every handle made by [`new_handle`] or [`new_shared_handle`] counts as live until its
+//! `declare_own!` free function runs: `hn_live_handles` reports the count (leak checks).
 
 // Each export documents its pointer contract (ownership, nullability, lifetime) in its doc
 // comment, in rure.h / wasmtime.h wording, rather than in a `# Safety` section.
@@ -24,11 +27,43 @@ pub mod trainer;
 use crate::error::{status, Error, Result};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Version of this ABI; `ts/native/ffi.ts` refuses a library with another. Bump it whenever a
 /// signature changes.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
+
+/// Handles made and not yet freed, process-wide (all handle types together).
+static LIVE_HANDLES: AtomicU64 = AtomicU64::new(0);
+
+/// How many handles are live: made by [`new_handle`] / [`new_shared_handle`] and not yet passed
+/// to their free function. An `Arc` handle counts once however many calls hold references.
+pub fn live_handles() -> u64 {
+    LIVE_HANDLES.load(Ordering::SeqCst)
+}
+
+/// Boxes `value` into a handle the caller owns (counted live); free it with the handle type's
+/// `declare_own!` function.
+pub fn new_handle<T>(value: T) -> *mut T {
+    LIVE_HANDLES.fetch_add(1, Ordering::SeqCst);
+    Box::into_raw(Box::new(value))
+}
+
+/// Makes an `Arc` handle the caller owns (counted live); free it with the handle type's
+/// `declare_own!(shared ..)` function. Calls take their own references with [`retain`].
+pub fn new_shared_handle<T>(value: T) -> *mut T {
+    LIVE_HANDLES.fetch_add(1, Ordering::SeqCst);
+    Arc::into_raw(Arc::new(value)).cast_mut()
+}
+
+/// Counts one handle as freed (the `declare_own!` functions call it once per non-NULL free,
+/// also when the destructor panics: the handle is gone either way).
+#[doc(hidden)]
+pub fn handle_freed() {
+    // never below zero, even if a caller frees a handle this library did not count
+    let _ = LIVE_HANDLES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+}
 
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
@@ -161,7 +196,10 @@ macro_rules! ffi_fn {
     };
 }
 
-/// Defines `fn $name(ptr: *mut $ty)` that frees a boxed handle; NULL is a no-op.
+/// Defines `fn $name(ptr: *mut $ty)` that frees a handle and counts it as no longer live; NULL
+/// is a no-op. The plain form frees a [`new_handle`] box; the `shared` form drops the handle's
+/// own reference to a [`new_shared_handle`] `Arc` (a call still running keeps the value alive
+/// until it returns).
 #[macro_export]
 macro_rules! declare_own {
     ($(#[$m:meta])* $name:ident, $ty:ty) => {
@@ -171,10 +209,26 @@ macro_rules! declare_own {
             if !ptr.is_null() {
                 // A destructor panic must not cross the boundary; there is no status to report it.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    // SAFETY: `ptr` came from Box::into_raw in the matching `_new`, and the
-                    // caller frees it at most once.
+                    // SAFETY: `ptr` came from `new_handle` (Box::into_raw) in the matching
+                    // constructor, and the caller frees it at most once.
                     drop(unsafe { Box::from_raw(ptr) });
                 }));
+                $crate::ffi::handle_freed();
+            }
+        }
+    };
+    ($(#[$m:meta])* shared $name:ident, $ty:ty) => {
+        $(#[$m])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(ptr: *mut $ty) {
+            if !ptr.is_null() {
+                // A destructor panic must not cross the boundary; there is no status to report it.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: `ptr` came from `new_shared_handle` (Arc::into_raw) in a
+                    // constructor, and the caller frees it at most once.
+                    drop(unsafe { std::sync::Arc::from_raw(ptr.cast_const()) });
+                }));
+                $crate::ffi::handle_freed();
             }
         }
     };

@@ -87,7 +87,7 @@ ffi_fn! {
         let out_handle = unsafe { out(out_handle, "out") }?;
         let bytes = unsafe { super::slice(cfg, cfg_len, "cfg") }?;
         let m = HnModel::from_json(bytes)?;
-        *out_handle = Box::into_raw(Box::new(m));
+        *out_handle = super::new_handle(m);
         Ok(())
     }
 }

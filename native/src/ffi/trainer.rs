@@ -66,7 +66,7 @@ ffi_fn! {
         let out_handle = unsafe { out(out_handle, "out") }?;
         let config = TrainerConfig::from_json(unsafe { slice(cfg, cfg_len, "cfg") }?)?;
         let trainer = Trainer::new(m.model.clone(), &config)?;
-        *out_handle = Box::into_raw(Box::new(HnTrainer { trainer: Mutex::new(trainer), config, last_error: ErrorSlot::default() }));
+        *out_handle = super::new_handle(HnTrainer { trainer: Mutex::new(trainer), config, last_error: ErrorSlot::default() });
         Ok(())
     }
 }
