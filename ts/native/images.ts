@@ -67,6 +67,8 @@ export interface ImagesInfo {
   fromCache: boolean;
   /** Seconds the build took (decoding, or reading the cache). */
   decodeSeconds: number;
+  /** Why the cache file could not be written (the images are whole, decoded in memory); null when it was or none was asked */
+  cacheError: string | null;
   skipped: SkippedImage[];
   /** For each image, its position in the input file list (use it to drop the labels of skipped files). */
   kept: number[];
@@ -132,6 +134,7 @@ interface InfoJson {
   width: number;
   from_cache: boolean;
   decode_seconds: number;
+  cache_error?: string | null;
   skipped: SkippedImage[];
   kept: number[];
 }
@@ -176,6 +179,7 @@ export class Images {
       width: j.width,
       fromCache: j.from_cache,
       decodeSeconds: j.decode_seconds,
+      cacheError: j.cache_error ?? null,
       skipped: j.skipped,
       kept: j.kept,
     };

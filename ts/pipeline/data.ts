@@ -2,7 +2,8 @@
  * From a `Dataset` split to native images and batches.
  *
  * `openSplit` turns a split into an `Images` handle: file paths are decoded once into a cache
- * (`cacheDir/<hash of the file list, size and channels>.hnc`); in-memory pixels are wrapped as
+ * (`cacheDir/<hash of the file list, size and channels>.hnc`; when it cannot be written, the
+ * images stay decoded in memory with one warning); in-memory pixels are wrapped as
  * they are. Labels of images the decoder skipped (`onBadImage: skip`: unreadable, not an image,
  * cut short, over `maxPixels`) are dropped; each class that lost images gets a warning, and a train
  * split left with a class that has no images is a DataError.
@@ -56,6 +57,14 @@ export async function splitCacheKey(
   return Array.from(h.subarray(0, 12), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The one warning of a split whose image cache could not be written. */
+function warnNoCache(o: OpenSplitOptions, why: string): void {
+  o.log(
+    `${o.splitName}: the image cache in data.cacheDir ${o.cacheDir} could not be written (${why}); ` +
+      `the images were decoded in memory and will be decoded again next run (free space or set data.cacheDir)`,
+  );
+}
+
 /** Opens a split as native images (see the module doc). */
 export async function openSplit(split: Split, o: OpenSplitOptions): Promise<SplitImages> {
   const src = split.source;
@@ -76,18 +85,25 @@ export async function openSplit(split: Split, o: OpenSplitOptions): Promise<Spli
   if (split.labels.length !== src.paths.length) {
     throw new DataError(`${o.splitName} split: ${src.paths.length} files but ${split.labels.length} labels`);
   }
-  await Deno.mkdir(o.cacheDir, { recursive: true });
-  const key = await splitCacheKey(src.paths, o.height, o.width, o.channels);
+  // the cache is an optimisation: a cache folder that cannot be made or written costs a warning
+  let cachePath: string | null = null;
+  try {
+    await Deno.mkdir(o.cacheDir, { recursive: true });
+    cachePath = join(o.cacheDir, `${await splitCacheKey(src.paths, o.height, o.width, o.channels)}.hnc`);
+  } catch (err) {
+    warnNoCache(o, (err as Error).message);
+  }
   const images = await Images.build({
     files: src.paths,
     height: o.height,
     width: o.width,
     channels: o.channels,
-    cachePath: join(o.cacheDir, `${key}.hnc`),
+    cachePath,
     onBadImage: o.onBadImage,
     maxPixels: o.maxPixels,
   });
   const info = images.info();
+  if (info.cacheError !== null) warnNoCache(o, info.cacheError);
   for (const s of info.skipped) o.log(`${o.splitName}: skipped bad image ${s.path}: ${s.error}`);
   let labels = split.labels;
   if (info.skipped.length > 0) labels = Int32Array.from(info.kept, (i) => split.labels[i]);

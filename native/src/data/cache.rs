@@ -117,6 +117,7 @@ fn parse(mut bytes: Vec<u8>, key: u64, cfg: &BuildConfig) -> Option<ImageSet> {
         skipped: header.skipped,
         from_cache: true,
         decode_seconds: 0.0,
+        cache_error: None,
     })
 }
 

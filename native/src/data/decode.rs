@@ -136,6 +136,7 @@ pub fn decode_all(cfg: &BuildConfig) -> Result<ImageSet> {
         skipped,
         from_cache: false,
         decode_seconds: 0.0,
+        cache_error: None,
     })
 }
 

@@ -107,6 +107,9 @@ pub struct ImageSet {
     pub from_cache: bool,
     /// Seconds the build took (decoding, or reading the cache).
     pub decode_seconds: f64,
+    /// Why the cache could not be written (the set is still whole, decoded in memory): the cache
+    /// is an optimisation, so a full or unwritable cache folder costs a re-decode next time, not the run.
+    pub cache_error: Option<String>,
 }
 
 impl ImageSet {
@@ -138,6 +141,7 @@ impl ImageSet {
             skipped: Vec::new(),
             from_cache: false,
             decode_seconds: 0.0,
+            cache_error: None,
         })
     }
 
@@ -150,6 +154,7 @@ impl ImageSet {
             "width": self.width,
             "from_cache": self.from_cache,
             "decode_seconds": self.decode_seconds,
+            "cache_error": self.cache_error,
             "skipped": self.skipped,
             "kept": self.kept,
         })
@@ -169,7 +174,8 @@ pub fn checked_len(n: usize, c: usize, h: usize, w: usize) -> Result<usize> {
 }
 
 /// Builds the image set of `cfg`: reads the cache when its key matches, else decodes every file
-/// in parallel and (with a `cache_path`) writes the cache atomically.
+/// in parallel and (with a `cache_path`) writes the cache atomically; a failed cache write is
+/// recorded in `cache_error`, not returned.
 pub fn build(cfg: &BuildConfig) -> Result<ImageSet> {
     cfg.validate()?;
     let start = Instant::now();
@@ -188,7 +194,9 @@ pub fn build(cfg: &BuildConfig) -> Result<ImageSet> {
     }
     let mut set = decode::decode_all(cfg)?;
     if let Some(path) = &cfg.cache_path {
-        cache::write(Path::new(path), key, &set)?;
+        if let Err(e) = cache::write(Path::new(path), key, &set) {
+            set.cache_error = Some(e.to_string());
+        }
     }
     set.decode_seconds = start.elapsed().as_secs_f64();
     Ok(set)

@@ -252,3 +252,22 @@ fn max_pixels_is_optional_in_the_json_and_defaults_to_10_pow_8() {
     .unwrap();
     assert_eq!(c.max_pixels, 7);
 }
+
+#[test]
+fn an_unwritable_cache_keeps_the_decoded_set_and_says_why() {
+    let d = scratch("cache-error");
+    let img = d.join("a.png");
+    ImageBuffer::from_pixel(4, 4, Luma([200u8])).save(&img).unwrap();
+    // the cache's folder is a regular file: the write fails for root too (ENOTDIR)
+    let blocker = d.join("not-a-folder");
+    std::fs::write(&blocker, b"x").unwrap();
+    let mut c = cfg(&[img], 1, 4);
+    c.cache_path = Some(blocker.join("cache.hnc").display().to_string());
+    let set = build(&c).unwrap();
+    assert_eq!((set.count, set.from_cache), (1, false));
+    assert_eq!(plane(&set, 0, 0), &[200u8; 16][..]);
+    let why = set.cache_error.clone().expect("the failed write is reported");
+    assert!(why.contains("not-a-folder"), "names the path: {why}");
+    assert!(set.info_json().contains("\"cache_error\""));
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2, "no temp file left behind");
+}

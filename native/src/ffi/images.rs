@@ -95,7 +95,7 @@ declare_own! {
 }
 
 ffi_fn! {
-    /// Writes `{"count","channels","height","width","from_cache","decode_seconds",
+    /// Writes `{"count","channels","height","width","from_cache","decode_seconds","cache_error",
     /// "skipped":[{"index","path","error"}..],"kept":[..]}` (`index`/`kept` are positions in
     /// the input file list) with the `HN_ERR_BUFFER_TOO_SMALL` protocol. Thread-safe.
     fn hn_images_info(h: *const HnImages, buf: *mut u8, cap: usize, out_len: *mut usize) shared h {
