@@ -106,7 +106,13 @@ fn loss_after_one_adam_step_matches() {
     let m = Arc::new(Mutex::new(seed_model(0.0, FpnMode::Skip)));
     let fpn_before: Vec<Tensor> =
         lock(&m).named_parameters().iter().filter(|(n, _)| n.starts_with("fpn.")).map(|(_, t)| t.copy()).collect();
-    let cfg = TrainerConfig { optimizer: OptimizerConfig::adam(1e-4), clip_grad_norm: None, seed: None, trainable: Default::default() };
+    let cfg = TrainerConfig {
+        optimizer: OptimizerConfig::adam(1e-4),
+        clip_grad_norm: None,
+        seed: None,
+        trainable: Default::default(),
+        ema: None,
+    };
     let mut trainer = Trainer::new(m.clone(), &cfg).unwrap();
     trainer.set_loss(focal()).unwrap();
     let step = trainer.train_step(&input(), &TARGETS).unwrap();

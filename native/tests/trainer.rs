@@ -1,6 +1,7 @@
 //! Trainer contracts: state save/load gives an identical next step (Adam, AdamW, SGD), the
 //! two-call step equals the one-call step, and bad checkpoint/state files give the right
-//! error kind naming the tensor; a head-only trainer (cRT) changes only `classifier.*`.
+//! error kind naming the tensor; a head-only trainer (cRT) changes only `classifier.*`; the
+//! EMA of the weights resumes exactly from the state file and swaps in and out bit for bit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -172,4 +173,98 @@ fn head_only_trainer_changes_only_the_classifier() {
     }
     assert!(head_changed >= 5, "the head trained ({head_changed} tensors changed)");
     assert!(TrainerConfig::from_json(br#"{"optimizer":{"kind":"adam","lr":0.01},"trainable":"neck"}"#).is_err());
+}
+
+fn ema_trainer(m: &SharedModel, ema: &str) -> Trainer {
+    let cfg = TrainerConfig::from_json(
+        format!(r#"{{"optimizer":{{"kind":"adamw","lr":0.003,"weight_decay":0.01}},"clip_grad_norm":0.5,"ema":{ema}}}"#).as_bytes(),
+    )
+    .unwrap();
+    let mut t = Trainer::new(m.clone(), &cfg).unwrap();
+    t.set_loss(LossConfig::from_json(br#"{"kind":"focal","gamma":1.0}"#).unwrap()).unwrap();
+    t
+}
+
+fn ema_weights(t: &Trainer) -> Vec<Tensor> {
+    t.ema().unwrap().buffers().unwrap().iter().map(Tensor::copy).collect()
+}
+
+fn all_equal(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.equal(y))
+}
+
+/// Saved after k steps and loaded into a fresh model + trainer, the run continues exactly: the
+/// same weights and the same EMA, bit for bit, as the uninterrupted run (warm-up included, so
+/// the update count must come back too).
+#[test]
+fn ema_state_round_trip_resumes_exactly() {
+    let dir = scratch("ema-state");
+    let (x, y) = batch();
+    let ema = r#"{"decay":0.9,"warmup_steps":4}"#;
+    let a = new_model(3);
+    let mut ta = ema_trainer(&a, ema);
+    for _ in 0..3 {
+        ta.train_step(&x, &y).unwrap();
+    }
+    let (wpath, spath) = (dir.join("w.safetensors"), dir.join("s.safetensors"));
+    checkpoint::save_params(&wpath, lock(&a).named_parameters()).unwrap();
+    ta.save_state(&spath).unwrap();
+    let saved = checkpoint::read_file(&spath).unwrap();
+    assert_eq!(saved.metadata.get("ema_updates").map(String::as_str), Some("3"));
+    assert_eq!(saved.tensors.iter().filter(|(n, _)| n.starts_with("ema.")).count(), ta.trainable_names().len());
+
+    let b = new_model(3);
+    checkpoint::load_params(&wpath, lock(&b).named_parameters()).unwrap();
+    let mut tb = ema_trainer(&b, ema);
+    tb.load_state(&spath).unwrap();
+    assert_eq!(tb.ema().unwrap().updates(), 3);
+    assert!(all_equal(&ema_weights(&ta), &ema_weights(&tb)), "the EMA read back bit for bit");
+    for _ in 0..3 {
+        ta.train_step(&x, &y).unwrap();
+        tb.train_step(&x, &y).unwrap();
+    }
+    assert_eq!(tb.ema().unwrap().updates(), 6);
+    assert!(all_equal(&weights(&a), &weights(&b)), "weights after the resumed steps");
+    assert!(all_equal(&ema_weights(&ta), &ema_weights(&tb)), "EMA after the resumed steps");
+    // The EMA trails the weights (it is not a copy of them).
+    assert!(!all_equal(&ema_weights(&ta), &weights(&a)));
+
+    // Strict both ways: an EMA state into a trainer without one, and the other way round.
+    let mut plain = trainer(&b, r#"{"kind":"adamw","lr":0.003,"weight_decay":0.01}"#);
+    let err = plain.load_state(&spath).unwrap_err();
+    assert_eq!(err.code(), HN_ERR_CHECKPOINT);
+    assert!(err.to_string().contains("EMA"), "{err}");
+    plain.train_step(&x, &y).unwrap();
+    let ppath = dir.join("plain.safetensors");
+    plain.save_state(&ppath).unwrap();
+    let err = tb.load_state(&ppath).unwrap_err();
+    assert!(err.to_string().contains("ema_updates"), "{err}");
+    assert_eq!(tb.ema().unwrap().updates(), 6, "a failed load changes nothing");
+}
+
+/// Swapping exchanges the model's trained weights and the EMA; twice restores both bit for bit;
+/// steps and state files wait for the swap back; without an EMA the swap is a state error.
+#[test]
+fn ema_swap_twice_restores() {
+    let (x, y) = batch();
+    let m = new_model(3);
+    let mut t = ema_trainer(&m, r#"{"decay":0.5}"#);
+    t.swap_ema().unwrap(); // before any step: the EMA is the weights
+    t.swap_ema().unwrap();
+    for _ in 0..2 {
+        t.train_step(&x, &y).unwrap();
+    }
+    let (w0, e0) = (weights(&m), ema_weights(&t));
+    t.swap_ema().unwrap();
+    assert!(t.ema().unwrap().swapped());
+    assert!(all_equal(&weights(&m), &e0) && all_equal(&ema_weights(&t), &w0));
+    assert_eq!(t.train_step(&x, &y).unwrap_err().code(), HN_ERR_STATE);
+    assert_eq!(t.forward_train(&x).unwrap_err().code(), HN_ERR_STATE);
+    assert_eq!(t.save_state(&scratch("ema-swap").join("s.safetensors")).unwrap_err().code(), HN_ERR_STATE);
+    t.swap_ema().unwrap();
+    assert!(all_equal(&weights(&m), &w0) && all_equal(&ema_weights(&t), &e0));
+    t.train_step(&x, &y).unwrap();
+    assert_eq!(t.ema().unwrap().updates(), 3);
+    let mut plain = trainer(&m, r#"{"kind":"adam","lr":0.001}"#);
+    assert_eq!(plain.swap_ema().unwrap_err().code(), HN_ERR_STATE);
 }

@@ -85,8 +85,13 @@ Deno.test("trainer options: nested defaults fill the hn_trainer_new JSON", () =>
     clip_grad_norm: null,
     seed: 0,
     trainable: "all",
+    ema: null,
   });
   assert.equal(toNativeTrainerConfig(TrainerOptionsSchema.parse({ trainable: "head" })).trainable, "head");
+  assert.deepEqual(toNativeTrainerConfig(TrainerOptionsSchema.parse({ ema: {} })).ema, {
+    decay: 0.999,
+    warmup_steps: 0,
+  });
   assert.throws(() => TrainerOptionsSchema.parse({ trainable: "neck" }));
   const cfg = toNativeTrainerConfig(
     TrainerOptionsSchema.parse({ optimizer: { kind: "sgd", lr: 0.1, nesterov: true }, clipGradNorm: 5 }),
@@ -111,6 +116,23 @@ Deno.test("trainer options: a bad lr keeps its path (optimizer.lr)", () => {
   assert.equal(r.error.issues[0].path.join("."), "optimizer.lr");
   assert.equal(TrainerOptionsSchema.safeParse({ clipGradNorm: 0 }).success, false);
   assert.equal(TrainerOptionsSchema.safeParse({ optimizer: { kind: "rmsprop" } }).success, false);
+});
+
+Deno.test("EMA options: the ranges Rust's EmaConfig::validate accepts, paths kept", () => {
+  const rows: [unknown, boolean, string][] = [
+    [{ decay: 0.5, warmupSteps: 10 }, true, "both given"],
+    [{ decay: 0 }, false, "decay must be > 0"],
+    [{ decay: 1 }, false, "decay must be < 1"],
+    [{ decay: 1e-9 }, true, "any decay in (0, 1)"],
+    [{ warmupSteps: -1 }, false, "warmupSteps >= 0"],
+    [{ warmupSteps: 1.5 }, false, "warmupSteps is an integer"],
+    [{ warmup_steps: 1 }, false, "unknown keys rejected"],
+  ];
+  for (const [input, ok, why] of rows) {
+    const r = TrainerOptionsSchema.safeParse({ ema: input });
+    assert.equal(r.success, ok, `${JSON.stringify(input)}: ${why}`);
+    if (!ok) assert.equal(r.error!.issues[0].path[0], "ema", why);
+  }
 });
 
 Deno.test("loss options: snake_case JSON and per-class checks", () => {
@@ -195,8 +217,9 @@ Deno.test("round trip: what TS sends is what Rust decodes, for default and non-d
       clipGradNorm: 2.5,
       seed: 9_007_199_254_740_991,
       trainable: "head",
+      ema: { decay: 0.9995, warmupSteps: 9_007_199_254_740_991 },
     },
-    { optimizer: { kind: "sgd", lr: 0.1, momentum: 0.95, nesterov: true, weightDecay: 1e-4 } },
+    { optimizer: { kind: "sgd", lr: 0.1, momentum: 0.95, nesterov: true, weightDecay: 1e-4 }, ema: {} },
   ];
   for (const options of models) {
     using model = createModel(options);

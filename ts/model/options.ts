@@ -92,6 +92,20 @@ export function checkOptimizer(o: { nesterov: boolean; momentum: number }, ctx: 
 
 export const OptimizerOptionsSchema = OptimizerFieldsSchema.superRefine(checkOptimizer);
 
+export const DEFAULT_EMA_DECAY = 0.999;
+
+/**
+ * Exponential moving average of the trained weights, updated natively after every optimizer step.
+ * The decay of update t (0-based) is `decay` when `warmupSteps` is 0, else
+ * `min(decay, (1 + t) / (warmupSteps + t))` (native/src/train/ema.rs says why).
+ */
+export const EmaOptionsSchema = z.object({
+  decay: z.number().gt(0).lt(1).default(DEFAULT_EMA_DECAY),
+  warmupSteps: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+}).strict();
+
+export type EmaOptions = z.infer<typeof EmaOptionsSchema>;
+
 /** Optimizer and step options of a native trainer. */
 export const TrainerOptionsSchema = z.object({
   optimizer: OptimizerOptionsSchema.prefault({}),
@@ -99,6 +113,8 @@ export const TrainerOptionsSchema = z.object({
   seed: SeedSchema.default(0),
   /** "head": only `classifier.*` trains, the backbone runs without a graph (cRT) */
   trainable: z.enum(["all", "head"]).default("all"),
+  /** null: no EMA */
+  ema: EmaOptionsSchema.nullable().default(null),
 }).strict();
 
 export type TrainerOptions = z.infer<typeof TrainerOptionsSchema>;
@@ -137,5 +153,6 @@ export function toNativeTrainerConfig(o: TrainerOptions): NativeTrainerConfig {
     clip_grad_norm: o.clipGradNorm,
     seed: o.seed,
     trainable: o.trainable,
+    ema: o.ema === null ? null : { decay: o.ema.decay, warmup_steps: o.ema.warmupSteps },
   };
 }

@@ -43,6 +43,14 @@ export interface NativeTrainerConfig {
   clip_grad_norm: number | null;
   seed: number;
   trainable: "all" | "head";
+  /** moving average of the trained weights; null: off */
+  ema: NativeEmaConfig | null;
+}
+
+/** The `ema` object of the `hn_trainer_new` JSON (warm-up rule: native/src/train/ema.rs). */
+export interface NativeEmaConfig {
+  decay: number;
+  warmup_steps: number;
 }
 
 /** The `hn_trainer_set_loss` / `hn_loss_eval` JSON. */

@@ -26,7 +26,7 @@ import { NativeError } from "./errors.ts";
  * The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature or
  * a JSON contract of docs/ABI.md changes.
  */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /** Environment variable that names the library file to load, instead of the build outputs. */
 export const NATIVE_PATH_ENV = "HYBRIDNET_NATIVE_PATH";
@@ -166,7 +166,7 @@ export const symbols = {
     ],
     result: "void",
   },
-  /** JSON: the decoded `hn_trainer_new` config, optimizer steps, steps that took the fused Adam. */
+  /** JSON: the decoded `hn_trainer_new` config, optimizer steps, steps that took the fused Adam, the EMA. */
   hn_trainer_describe: {
     parameters: [
       "pointer", // t: *const HnTrainer
@@ -251,6 +251,13 @@ export const symbols = {
       "pointer", // t: *mut HnTrainer
       "buffer", // path: *const u8 — UTF-8, copied before return
       "usize", // path_len: usize
+    ],
+    result: "i32",
+  },
+  /** Swaps the trained parameters' values with their EMA in place; twice restores both. */
+  hn_trainer_swap_ema: {
+    parameters: [
+      "pointer", // t: *mut HnTrainer — made with an ema config, else HN_ERR_STATE
     ],
     result: "i32",
   },

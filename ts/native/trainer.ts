@@ -28,6 +28,18 @@ export interface TrainerDescription {
   steps: number;
   /** Of those, the steps that took the fused Adam pass (`optimizer.fused`). */
   fusedSteps: number;
+  /** The moving average of the weights; null when the config's `ema` is null. */
+  ema: EmaDescription | null;
+}
+
+/** What `describe` reports about a trainer's EMA. */
+export interface EmaDescription {
+  /** EMA updates so far (one per optimizer step; restored by `loadState`) */
+  updates: number;
+  /** of those, the updates that took the fused CPU pass */
+  fusedUpdates: number;
+  /** whether the model holds the EMA weights now (`swapEma`) */
+  swapped: boolean;
 }
 
 /** Result of `trainStep`. */
@@ -205,8 +217,39 @@ export class Trainer {
       (buf, cap, outLen) => hn_trainer_describe(handle, buf, cap, outLen),
       check,
     );
-    const parsed = JSON.parse(json) as { config: NativeTrainerConfig; steps: number; fused_steps: number };
-    return { config: parsed.config, steps: parsed.steps, fusedSteps: parsed.fused_steps };
+    const parsed = JSON.parse(json) as {
+      config: NativeTrainerConfig;
+      steps: number;
+      fused_steps: number;
+      ema: { updates: number; fused_updates: number; swapped: boolean } | null;
+    };
+    const ema = parsed.ema === null
+      ? null
+      : { updates: parsed.ema.updates, fusedUpdates: parsed.ema.fused_updates, swapped: parsed.ema.swapped };
+    return { config: parsed.config, steps: parsed.steps, fusedSteps: parsed.fused_steps, ema };
+  }
+
+  /**
+   * Exchanges the model's trained weights with their moving average in place (queued after
+   * in-flight calls): the model then predicts and saves with the EMA weights; a second call
+   * swaps back, bit for bit. While swapped, steps and `saveState`/`loadState` fail with `STATE`;
+   * so does a trainer made with `ema: null`. See `withEma` for the scoped form.
+   */
+  swapEma(): Promise<void> {
+    const op = "hn_trainer_swap_ema";
+    return this.#queued(op, () => {}, (handle) => {
+      check(getNative().symbols.hn_trainer_swap_ema(handle), op);
+    });
+  }
+
+  /** Runs `fn` with the EMA weights swapped in, and swaps back however `fn` ends. */
+  async withEma<T>(fn: () => Promise<T>): Promise<T> {
+    await this.swapEma();
+    try {
+      return await fn();
+    } finally {
+      await this.swapEma();
+    }
   }
 
   /** One call: forward, native loss (mean over the batch), backward, clip, optimizer step. */
@@ -253,7 +296,7 @@ export class Trainer {
     return Number(this.#u64[0]);
   }
 
-  /** Writes the optimizer moments and step count as safetensors (atomically). */
+  /** Writes the optimizer moments and step count, and the EMA with its update count, as safetensors (atomically). */
   saveState(path: string): Promise<void> {
     return this.#pathCall("hn_trainer_save_state", path);
   }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 /// Version of this ABI; `ts/native/ffi.ts` refuses a library with another. Bump it whenever a
 /// signature changes.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Handles made and not yet freed, process-wide (all handle types together).
 static LIVE_HANDLES: AtomicU64 = AtomicU64::new(0);

@@ -184,10 +184,11 @@ fn describe_gives_back_the_decoded_configs() {
                 "kind": "adamw", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
                 "momentum": 0.9, "nesterov": false, "fused": false
             },
-            "clip_grad_norm": null, "seed": 3, "trainable": "all"
+            "clip_grad_norm": null, "seed": 3, "trainable": "all", "ema": null
         },
         "steps": 0,
-        "fused_steps": 0
+        "fused_steps": 0,
+        "ema": null
     });
     assert_eq!(d, want);
     let x = vec![0.25f32; 2 * 8 * 8];

@@ -1,6 +1,6 @@
 //! `HnTrainer` exports: create/free, describe, learning rate, the two-call step (forward_train +
 //! backward_step, NB), loss selection, the one-call train_step (NB), step count, state
-//! save/load, last error.
+//! save/load, the EMA swap, last error.
 
 use super::model::HnModel;
 use super::{handle, input_batch, out, slice, str_arg, write_str, write_tensor, ErrorSlot, HasErrorSlot};
@@ -32,13 +32,14 @@ impl HnTrainer {
         self.trainer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The describe JSON: the `hn_trainer_new` config as decoded, the optimizer steps taken and
-    /// how many of them took the fused Adam pass.
+    /// The describe JSON: the `hn_trainer_new` config as decoded, the optimizer steps taken, how
+    /// many of them took the fused Adam pass, and the EMA's updates (fused ones) and swap state.
     pub fn describe(&self) -> Result<String> {
         let config = serde_json::to_value(&self.config).map_err(|e| Error::State(format!("describe: {e}")))?;
         let t = self.lock();
         let opt = t.optimizer();
-        Ok(json!({"config": config, "steps": opt.step_count(), "fused_steps": opt.fused_step_count()}).to_string())
+        let ema = t.ema().map(|e| json!({"updates": e.updates(), "fused_updates": e.fused_updates(), "swapped": e.swapped()}));
+        Ok(json!({"config": config, "steps": opt.step_count(), "fused_steps": opt.fused_step_count(), "ema": ema}).to_string())
     }
 }
 
@@ -56,9 +57,9 @@ ffi_fn! {
     /// Creates a trainer for model `m` from JSON `(cfg, cfg_len)`:
     /// `{"optimizer":{"kind":"adam"|"adamw"|"sgd","lr":..,"betas":[..],"eps":..,
     /// "weight_decay":..,"momentum":..,"nesterov":..,"fused":..},"clip_grad_norm":null|x,
-    /// "seed":n,"trainable":"all"|"head"}` (unknown fields rejected). Stores the handle in `*out`
-    /// (non-null); the caller owns it and frees it with `hn_trainer_free`. The trainer keeps the
-    /// model alive, so `m` may be freed first. The native loss starts as cross-entropy (see
+    /// "seed":n,"trainable":"all"|"head","ema":null|{"decay":d,"warmup_steps":w}}` (unknown fields
+    /// rejected). Stores the handle in `*out` (non-null); the caller owns it and frees it with
+    /// `hn_trainer_free`. The trainer keeps the model alive, so `m` may be freed first. The native loss starts as cross-entropy (see
     /// `hn_trainer_set_loss`).
     fn hn_trainer_new(m: *mut HnModel, cfg: *const u8, cfg_len: usize, out_handle: *mut *mut HnTrainer) {
         // SAFETY: per this export's contract.
@@ -72,10 +73,11 @@ ffi_fn! {
 }
 
 ffi_fn! {
-    /// Writes `{"config":{..},"steps":n,"fused_steps":n}` (`config` is the `hn_trainer_new` JSON
-    /// as decoded, with the defaults filled in; `fused_steps` counts the optimizer steps that took
-    /// the fused Adam pass) with the `HN_ERR_BUFFER_TOO_SMALL` protocol (`out_len` non-null gets
-    /// the size). `t` must be a live handle; waits for other calls on the trainer.
+    /// Writes `{"config":{..},"steps":n,"fused_steps":n,"ema":null|{"updates":n,"fused_updates":n,
+    /// "swapped":b}}` (`config` is the `hn_trainer_new` JSON as decoded, with the defaults filled
+    /// in; `fused_steps` counts the optimizer steps that took the fused Adam pass; `ema` is null
+    /// without one) with the `HN_ERR_BUFFER_TOO_SMALL` protocol (`out_len` non-null gets the
+    /// size). `t` must be a live handle; waits for other calls on the trainer.
     fn hn_trainer_describe(t: *const HnTrainer, buf: *mut u8, cap: usize, out_len: *mut usize) {
         // SAFETY: per this export's contract.
         let t = unsafe { handle(t, "trainer") }?;
@@ -177,8 +179,9 @@ ffi_fn! {
 
 ffi_fn! {
     /// Saves the optimizer state (`exp_avg.<param>`, `exp_avg_sq.<param>`,
-    /// `momentum.<param>`; step counts in the safetensors metadata) atomically to the UTF-8
-    /// path.
+    /// `momentum.<param>`; step counts in the safetensors metadata) and, with an EMA, its
+    /// `ema.<param>` tensors (none before the first step) and `ema_updates` metadata atomically
+    /// to the UTF-8 path. `HN_ERR_STATE` while the EMA is swapped in.
     fn hn_trainer_save_state(t: *const HnTrainer, path: *const u8, path_len: usize) {
         // SAFETY: per this export's contract.
         let t = unsafe { handle(t, "trainer") }?;
@@ -189,13 +192,27 @@ ffi_fn! {
 
 ffi_fn! {
     /// Loads optimizer state saved by `hn_trainer_save_state` (same optimizer kind, known
-    /// parameter names and shapes; `HN_ERR_CHECKPOINT` naming the tensor otherwise). On error
-    /// the state is unchanged.
+    /// parameter names and shapes, an EMA exactly when this trainer has one;
+    /// `HN_ERR_CHECKPOINT` naming the tensor otherwise). On error the state is unchanged.
     fn hn_trainer_load_state(t: *mut HnTrainer, path: *const u8, path_len: usize) {
         // SAFETY: per this export's contract.
         let t = unsafe { handle(t, "trainer") }?;
         let path = unsafe { str_arg(path, path_len, "path") }?;
         t.lock().load_state(Path::new(path))
+    }
+}
+
+ffi_fn! {
+    /// Exchanges the values of the trained parameters and their EMA in place (no allocation on
+    /// CPU float32): afterwards the model evaluates and saves with the EMA weights; a second call
+    /// swaps back, restoring both bit for bit. While swapped, steps and state save/load fail with
+    /// `HN_ERR_STATE`. Before the first step the EMA equals the weights (only the flag flips).
+    /// `HN_ERR_STATE` for a trainer made with `ema: null`. `t` must be a live handle; waits for
+    /// other calls on the trainer and its model.
+    fn hn_trainer_swap_ema(t: *mut HnTrainer) {
+        // SAFETY: per this export's contract.
+        let t = unsafe { handle(t, "trainer") }?;
+        t.lock().swap_ema()
     }
 }
 

@@ -77,10 +77,10 @@ impl Slot {
 }
 
 /// Elements per work item: big enough to amortise scheduling, small enough to balance.
-const CHUNK: usize = 1 << 15;
+pub(crate) const CHUNK: usize = 1 << 15;
 
 /// The work items over buffers of lengths `lens`: (buffer index, first element).
-fn work_items(lens: impl Iterator<Item = usize>) -> Vec<(usize, usize)> {
+pub(crate) fn work_items(lens: impl Iterator<Item = usize>) -> Vec<(usize, usize)> {
     lens.enumerate().flat_map(|(i, len)| (0..len).step_by(CHUNK).map(move |start| (i, start))).collect()
 }
 
@@ -209,7 +209,7 @@ fn adam_chunk_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &A
 
 /// A rayon pool with torch's thread count (rebuilt when that changes), so the optimizer uses
 /// the same cores the rest of the step does and no more. `None` if threads cannot be spawned.
-fn pool() -> Option<Arc<rayon::ThreadPool>> {
+pub(crate) fn pool() -> Option<Arc<rayon::ThreadPool>> {
     static POOL: Mutex<Option<(i32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
     let threads = tch::get_num_threads().max(1);
     let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,13 +1,15 @@
 //! Training: hand-written optimizers ([`optim`], with the one-pass CPU Adam of
 //! [`fused_adam`]), native losses ([`loss`]), gradient clipping ([`clip`]) and the two-call /
-//! one-call step with savable state ([`trainer`]).
+//! one-call step with savable state ([`trainer`]), the moving average of the weights ([`ema`]).
 
 pub mod clip;
+pub mod ema;
 pub mod fused_adam;
 pub mod loss;
 pub mod optim;
 pub mod trainer;
 
+pub use ema::{Ema, EmaConfig};
 pub use loss::{LossConfig, LossKind};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
 pub use trainer::{Trainer, TrainerConfig};

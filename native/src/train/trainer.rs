@@ -1,9 +1,11 @@
 //! The trainer: a model reference, an optimizer, a loss and the pending graph of the two-call
 //! step (`forward_train` keeps the logits with their graph; `backward_step(dlogits)` runs
 //! backward with that gradient, clips, steps and zeroes the gradients), plus the one-call
-//! `train_step` with the native loss and state save/load.
+//! `train_step` with the native loss and state save/load; with `ema` set, the moving average of
+//! the parameters ([`super::ema`]) is updated after every step and saved with the state.
 
 use super::clip::zero_grad;
+use super::ema::{self, Ema, EmaConfig};
 use super::loss::LossConfig;
 use super::optim::{Optimizer, OptimizerConfig};
 use crate::checkpoint;
@@ -28,6 +30,9 @@ pub struct TrainerConfig {
     /// Which parameters train: all, or only the classifier head (cRT: frozen features).
     #[serde(default)]
     pub trainable: Trainable,
+    /// Exponential moving average of the trained parameters; `None` (the default): off.
+    #[serde(default)]
+    pub ema: Option<EmaConfig>,
 }
 
 /// The parameters a trainer updates.
@@ -49,6 +54,9 @@ impl TrainerConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let cfg: TrainerConfig = serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("trainer config: {e}")))?;
         cfg.optimizer.validate()?;
+        if let Some(e) = &cfg.ema {
+            e.validate()?;
+        }
         if let Some(c) = cfg.clip_grad_norm {
             if !c.is_finite() || c <= 0.0 {
                 return Err(Error::invalid(format!("trainer config: clip_grad_norm must be > 0, got {c}")));
@@ -79,6 +87,7 @@ pub struct Trainer {
     loss: LossConfig,
     pending: Option<Tensor>,
     trainable: Trainable,
+    ema: Option<Ema>,
 }
 
 impl Trainer {
@@ -101,6 +110,7 @@ impl Trainer {
             loss: LossConfig::default(),
             pending: None,
             trainable: cfg.trainable,
+            ema: cfg.ema.clone().map(Ema::new).transpose()?,
         })
     }
 
@@ -112,6 +122,30 @@ impl Trainer {
     /// The optimizer (for its step count and config).
     pub fn optimizer(&self) -> &Optimizer {
         &self.optimizer
+    }
+
+    /// The moving average of the parameters, if the config has one.
+    pub fn ema(&self) -> Option<&Ema> {
+        self.ema.as_ref()
+    }
+
+    /// Exchanges the trained parameters' values with their EMA in place (see [`Ema::swap`]):
+    /// the model then evaluates and saves with the EMA weights; a second call swaps back. Steps
+    /// and state save/load are refused while swapped. [`Error::State`] without an EMA.
+    pub fn swap_ema(&mut self) -> Result<()> {
+        let ema = self.ema.as_mut().ok_or_else(|| Error::State("this trainer has no EMA (its config's ema is null)".into()))?;
+        let _model = lock(&self.model);
+        ema.swap(&self.params)
+    }
+
+    /// Refuses training while the model holds the EMA weights.
+    fn check_not_swapped(&self) -> Result<()> {
+        match &self.ema {
+            Some(e) if e.swapped() => {
+                Err(Error::State("the model holds the EMA weights (hn_trainer_swap_ema); swap them back before training".into()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Sets the learning rate.
@@ -136,6 +170,7 @@ impl Trainer {
     /// pending graph is dropped. Returns the detached logits.
     pub fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         self.pending = None;
+        self.check_not_swapped()?;
         let logits = self.forward_for_training(&lock(&self.model), x)?;
         let out = logits.f_detach()?;
         self.pending = Some(logits);
@@ -188,13 +223,24 @@ impl Trainer {
         self.params.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// Clip, optimizer step, then the EMA update (its buffers are made from the weights the
+    /// first step starts from).
     fn clip_and_step(&mut self) -> Result<f64> {
-        self.optimizer.step_clipped(&self.params, self.clip)
+        self.check_not_swapped()?;
+        if let Some(ema) = &mut self.ema {
+            ema.prepare(&self.params)?;
+        }
+        let norm = self.optimizer.step_clipped(&self.params, self.clip)?;
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.params)?;
+        }
+        Ok(norm)
     }
 
     /// One call: train-mode forward, native loss (mean over the batch), backward, clip, step.
     pub fn train_step(&mut self, x: &Tensor, targets: &[i32]) -> Result<StepOutput> {
         self.pending = None;
+        self.check_not_swapped()?;
         let shared = self.model.clone();
         let model = lock(&shared);
         let n = x.size().first().copied().unwrap_or(0);
@@ -212,16 +258,39 @@ impl Trainer {
         result
     }
 
-    /// Saves the optimizer state (moments, step counts) as safetensors, atomically.
+    /// Saves the optimizer state (moments, step counts) and the EMA (`ema.<param>` tensors and
+    /// the `ema_updates` metadata) as safetensors, atomically. Refused while the EMA is swapped in.
     pub fn save_state(&self, path: &Path) -> Result<()> {
-        let (tensors, meta) = self.optimizer.state_dict()?;
+        let (mut tensors, mut meta) = self.optimizer.state_dict()?;
+        if let Some(ema) = &self.ema {
+            tensors.extend(ema.state_tensors(&self.params)?);
+            meta.insert(ema::UPDATES_KEY.to_string(), ema.updates().to_string());
+        }
         checkpoint::write_file(path, &tensors, meta)
     }
 
-    /// Loads optimizer state written by [`Trainer::save_state`] (strict; nothing changes on
-    /// error).
+    /// Loads the state written by [`Trainer::save_state`] (strict: an EMA in the file needs one
+    /// in this trainer and the other way round; nothing changes on error).
     pub fn load_state(&mut self, path: &Path) -> Result<()> {
         let file = checkpoint::read_file(path)?;
-        self.optimizer.load_state_dict(&self.params, &file.tensors, &file.metadata, &path.display().to_string())
+        let origin = path.display().to_string();
+        let ck = |msg: String| Error::Checkpoint(format!("{origin}: {msg}"));
+        let (ema_tensors, opt_tensors): (Vec<_>, Vec<_>) = file.tensors.into_iter().partition(|(n, _)| n.starts_with(ema::STATE_PREFIX));
+        let loaded = match &self.ema {
+            Some(e) => {
+                let named: Vec<(&str, &checkpoint::F32Tensor)> =
+                    ema_tensors.iter().map(|(n, t)| (&n[ema::STATE_PREFIX.len()..], t)).collect();
+                Some(e.check_state(&self.params, &named, file.metadata.get(ema::UPDATES_KEY), &ck)?)
+            }
+            None if !ema_tensors.is_empty() || file.metadata.contains_key(ema::UPDATES_KEY) => {
+                return Err(ck("the state has an EMA (ema.* tensors), this trainer has none (its config's ema is null)".into()));
+            }
+            None => None,
+        };
+        self.optimizer.load_state_dict(&self.params, &opt_tensors, &file.metadata, &origin)?;
+        if let (Some(e), Some(loaded)) = (&mut self.ema, loaded) {
+            e.commit(loaded);
+        }
+        Ok(())
     }
 }
