@@ -20,6 +20,7 @@ import {
   DEFAULT_DROPOUT_RATE,
   DEFAULT_INPUT_CHANNELS,
   DEFAULT_LR,
+  EmaOptionsSchema,
   KernelOptionsSchema,
   OptimizerFieldsSchema,
 } from "../model/options.ts";
@@ -95,6 +96,8 @@ const TrainSchema = z.object({
     lr: z.union([z.number().positive(), z.literal("auto")]).default(DEFAULT_LR),
   }).strict().superRefine(checkOptimizer).prefault({}),
   clipGradNorm: z.number().positive().nullable().default(null),
+  /** moving average of the weights, used for validation and best.safetensors; null: off */
+  ema: EmaOptionsSchema.nullable().default(null),
   /** learning-rate schedule over the run, applied every step (see ts/pipeline/schedules.ts) */
   schedule: ScheduleSchema.default({ name: "constant" }),
   /** auto: a loss with a native twin trains in one native call per step; never: always via TS */

@@ -13,6 +13,10 @@
  * `step` returns the batch loss only when it is read (`readLossEvery` steps; 1 on the CPU, where
  * the one-call step returns it anyway); the epoch's train figures accumulate in the session and
  * come out of `endEpoch()`, so nothing in this contract forces a host sync per step.
+ *
+ * With `train.ema` the trainer keeps a moving average of the weights natively; `validate` and the
+ * best checkpoint use it (swapped into the model for the call, then swapped back), while `last`
+ * keeps the raw weights and the trainer state the EMA, so a resumed run continues exactly.
  */
 import { createModel, createTrainer, loadModel } from "../model/hybridnet.ts";
 import type { HybridNetOptionsInput, TrainerOptionsInput } from "../model/options.ts";
@@ -124,6 +128,8 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
       clipGradNorm: config.train.clipGradNorm,
       seed: deriveSeed(config.seed, o.trainerSeedKey ?? "trainer"),
       trainable,
+      // cRT (head) writes its raw result, so an EMA there would only make its val disagree with it
+      ema: trainable === "all" ? config.train.ema : null,
     },
     weights: o.weights,
   };
@@ -222,11 +228,14 @@ export class TrainSession {
   };
   #closed = false;
   #lastLr = Number.NaN;
+  /** whether the trainer keeps an EMA of the weights (validation and `best` use it) */
+  readonly #ema: boolean;
 
   private constructor(model: Model, trainer: Trainer | null, device: Device) {
     this.model = model;
     this.#trainer = trainer;
     this.device = device;
+    this.#ema = trainer !== null && trainer.describe().config.ema !== null;
   }
 
   /** The data-free core: builds the model (loading `spec.weights`) and its trainer. */
@@ -381,7 +390,7 @@ export class TrainSession {
     o: { evaluator: Evaluator; loss: Loss; batchSize: number; ops: AugmentOp[]; plan?: StagePlan },
   ): Promise<{ all: Metrics; active: Metrics; logits: Float32Array }> {
     const c = this.numClasses;
-    const logits = await this.predict(split, o.batchSize, o.ops);
+    const logits = await this.#withEma(() => this.predict(split, o.batchSize, o.ops));
     const meanLoss = (l: Float32Array, t: Int32Array, mask: Uint8Array | null): number =>
       t.length === 0 ? Number.NaN : o.loss.compute(l, t, t.length, c, mask).loss;
     const all = o.evaluator.evaluate(
@@ -415,14 +424,22 @@ export class TrainSession {
     return d.afterEpoch(figures, evaluated);
   }
 
-  /** Writes the checkpoints `actions` names: best weights, then the `last` set with `json`. */
+  /**
+   * Writes the checkpoints `actions` names: best weights (the EMA's with `train.ema`), then the
+   * `last` set with `json` (raw weights; the trainer state holds the EMA).
+   */
   async save(paths: RunPaths, actions: CheckpointAction[], json: unknown): Promise<void> {
     const writers: CheckpointWriters = {
       saveWeights: (p) => this.model.save(p),
       saveState: (p) => this.trainer.saveState(p),
     };
-    if (actions.includes("best")) await saveBestWeights(paths, writers);
+    if (actions.includes("best")) await this.#withEma(() => saveBestWeights(paths, writers));
     await saveLastCheckpoint(paths, writers, json);
+  }
+
+  /** Runs `fn` with the EMA weights in the model when the trainer keeps an EMA, else as is. */
+  #withEma<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#ema ? this.trainer.withEma(fn) : fn();
   }
 
   /** Loads the `last` weights and optimizer state of `paths`, and the decisions' state. */
