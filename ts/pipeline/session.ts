@@ -152,7 +152,7 @@ export function baseLr(config: ResolvedConfig): number {
 
 /** The LR policy of `config`'s `train.schedule`. */
 export function scheduleOf(config: ResolvedConfig): LrPolicy {
-  const { schedule, optimizer, epochs } = config.train;
+  const { schedule, epochs } = config.train;
   return (p) =>
     scheduleLr(schedule, baseLr(config), {
       progress: p.epoch + p.index / p.steps,
