@@ -108,6 +108,8 @@ export interface SpecOptions {
   lr?: number;
   /** the name the trainer's seed is derived from (default "trainer") */
   trainerSeedKey?: string;
+  /** false: no EMA even with `train.ema` (the LR finder, whose model is thrown away) */
+  ema?: boolean;
 }
 
 /** The session spec of a run of `config` on a dataset of `numClasses` classes. */
@@ -129,7 +131,7 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
       seed: deriveSeed(config.seed, o.trainerSeedKey ?? "trainer"),
       trainable,
       // cRT (head) writes its raw result, so an EMA there would only make its val disagree with it
-      ema: trainable === "all" ? config.train.ema : null,
+      ema: trainable === "all" && o.ema !== false ? config.train.ema : null,
     },
     weights: o.weights,
   };
