@@ -48,14 +48,11 @@ export const LAUNCHED = ["train", "eval", "predict"] as const;
 export type Launched = typeof LAUNCHED[number];
 
 /**
- * Whether `--allow-ffi` is scoped to the library. Not yet: the native wrappers make handles with
- * `Deno.UnsafePointer.create` (ts/native/images.ts, model.ts, trainer.ts), and Deno checks every
- * `UnsafePointer` API against an unscoped `--allow-ffi` (denoland/deno#15511): with
- * `--allow-ffi=<library>` the first data split fails with NotCapable. Set it to true once the
- * handles are plain integers (the handle parameters declared `"usize"`, which the C ABI passes as
- * it passes a pointer).
+ * Whether `--allow-ffi` is scoped to the library: yes — native handles are plain integers
+ * (`usize` in ts/native/ffi.ts), so no `Deno.UnsafePointer` call needs an unscoped --allow-ffi
+ * (denoland/deno#15511), and a plugin's `Deno.dlopen` of any other library is refused.
  */
-export const FFI_SCOPED = false;
+export const FFI_SCOPED = true;
 
 /**
  * Environment variables the child's code reads: the library override (ts/native/ffi.ts) and the

@@ -276,7 +276,7 @@ Deno.test("permissions: a user plugin that writes outside the run folder and the
 
 Deno.test({
   name: "permissions: a user plugin that loads another native library (libc) is refused",
-  // FFI_SCOPED is false while the native wrappers need an unscoped --allow-ffi (see ts/launch.ts)
+  // runs while --allow-ffi is scoped to the library (FFI_SCOPED in ts/launch.ts)
   ignore: !FFI_SCOPED,
   fn: async () => {
     await refused(

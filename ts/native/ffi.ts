@@ -6,7 +6,10 @@
  * writes each output buffer before it returns. For the `nonblocking` symbols "returns" means
  * "the promise settles", so the wrappers keep their buffers referenced (and unmodified) until then.
  *
- * Status results are `i32` codes (see errors.ts); handles are opaque `pointer`s owned by TS.
+ * Status results are `i32` codes (see errors.ts). Handles cross as `usize` (the C ABI passes a
+ * pointer and a usize alike) and live in TS as a bigint, {@link Handle}: no `Deno.UnsafePointer`
+ * call is needed, so the library can run under a scoped `--allow-ffi=<library>` (Deno checks
+ * every UnsafePointer call against an unscoped --allow-ffi), as ts/launch.ts runs it.
  *
  * MAIN_ARENA_NOTE — why the model's heavy calls are synchronous (`nonblocking: false`):
  * a `nonblocking` call runs on one of Deno's worker threads, and glibc gives each thread its own
@@ -27,6 +30,9 @@ import { NativeError } from "./errors.ts";
  * a JSON contract of docs/ABI.md changes.
  */
 export const ABI_VERSION = 5;
+
+/** A native handle: the object's address, owned by the TS wrapper that received it (0n is none). */
+export type Handle = bigint;
 
 /** Environment variable that names the library file to load, instead of the build outputs. */
 export const NATIVE_PATH_ENV = "HYBRIDNET_NATIVE_PATH";
@@ -88,13 +94,13 @@ export const symbols = {
   /** NULL ok; at most once. Trainers made from the model keep it alive natively. */
   hn_model_free: {
     parameters: [
-      "pointer", // m: *mut HnModel
+      "usize", // m: *mut HnModel
     ],
     result: "void",
   },
   hn_model_param_count: {
     parameters: [
-      "pointer", // m: *const HnModel
+      "usize", // m: *const HnModel
       "buffer", // out: *mut u64
     ],
     result: "i32",
@@ -102,7 +108,7 @@ export const symbols = {
   /** Eval-mode forward without grad. ABI **NB** (errors also on the handle), synchronous here. */
   hn_model_forward_eval: {
     parameters: [
-      "pointer", // m: *mut HnModel
+      "usize", // m: *mut HnModel
       "buffer", // x: *const f32 — copied before return
       "usize", // x_len: usize
       "buffer", // shape: *const i64 — 4 values n,c,h,w
@@ -114,7 +120,7 @@ export const symbols = {
   },
   hn_model_save: {
     parameters: [
-      "pointer", // m: *const HnModel
+      "usize", // m: *const HnModel
       "buffer", // path: *const u8 — UTF-8, copied before return
       "usize", // path_len: usize
     ],
@@ -122,7 +128,7 @@ export const symbols = {
   },
   hn_model_load: {
     parameters: [
-      "pointer", // m: *mut HnModel
+      "usize", // m: *mut HnModel
       "buffer", // path: *const u8 — UTF-8, copied before return
       "usize", // path_len: usize
     ],
@@ -131,7 +137,7 @@ export const symbols = {
   /** JSON: params (names, shapes), the decoded `hn_model_new` config, kernel path counts. */
   hn_model_describe: {
     parameters: [
-      "pointer", // m: *const HnModel
+      "usize", // m: *const HnModel
       "buffer", // buf: *mut u8 — written before return
       "usize", // cap: usize
       "buffer", // out_len: *mut usize
@@ -141,7 +147,7 @@ export const symbols = {
   /** The message of the last failed call on this handle (the channel of the ABI's NB calls). */
   hn_model_last_error: {
     parameters: [
-      "pointer", // m: *const HnModel
+      "usize", // m: *const HnModel
       "buffer", // buf: *mut u8 — written before return
       "usize", // cap: usize
       "buffer", // out_len: *mut usize
@@ -152,7 +158,7 @@ export const symbols = {
   // ---- trainer -------------------------------------------------------------------------------
   hn_trainer_new: {
     parameters: [
-      "pointer", // m: *mut HnModel — the trainer keeps a reference to it
+      "usize", // m: *mut HnModel — the trainer keeps a reference to it
       "buffer", // cfg: *const u8 — JSON, copied before return
       "usize", // cfg_len: usize
       "buffer", // out: *mut *mut HnTrainer — caller owns the handle; free with hn_trainer_free
@@ -162,14 +168,14 @@ export const symbols = {
   /** NULL ok; at most once. */
   hn_trainer_free: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
     ],
     result: "void",
   },
   /** JSON: the decoded `hn_trainer_new` config, optimizer steps, steps that took the fused Adam, the EMA. */
   hn_trainer_describe: {
     parameters: [
-      "pointer", // t: *const HnTrainer
+      "usize", // t: *const HnTrainer
       "buffer", // buf: *mut u8 — written before return
       "usize", // cap: usize
       "buffer", // out_len: *mut usize — needed size, also on HN_ERR_BUFFER_TOO_SMALL
@@ -178,7 +184,7 @@ export const symbols = {
   },
   hn_trainer_set_lr: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
       "f64", // lr: f64
     ],
     result: "i32",
@@ -186,7 +192,7 @@ export const symbols = {
   /** Train-mode forward; keeps the graph for the next backward_step. ABI **NB**, synchronous here. */
   hn_trainer_forward_train: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
       "buffer", // x: *const f32 — copied before return
       "usize", // x_len: usize
       "buffer", // shape: *const i64 — 4 values n,c,h,w
@@ -199,7 +205,7 @@ export const symbols = {
   /** `logits.backward(dlogits)`, clip, optimizer step, zero grads. ABI **NB**, synchronous here. */
   hn_trainer_backward_step: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
       "buffer", // dlogits: *const f32 — copied before return
       "usize", // len: usize
       "buffer", // out_grad_norm: *mut f64 — total L2 norm before clipping
@@ -209,7 +215,7 @@ export const symbols = {
   },
   hn_trainer_set_loss: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
       "buffer", // cfg: *const u8 — JSON, copied before return
       "usize", // cfg_len: usize
     ],
@@ -218,7 +224,7 @@ export const symbols = {
   /** One call: forward, native loss (batch mean), backward, clip, step. ABI **NB**, synchronous here. */
   hn_trainer_train_step: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
       "buffer", // x: *const f32 — copied before return
       "usize", // x_len: usize
       "buffer", // shape: *const i64 — 4 values n,c,h,w
@@ -233,14 +239,14 @@ export const symbols = {
   },
   hn_trainer_step_count: {
     parameters: [
-      "pointer", // t: *const HnTrainer
+      "usize", // t: *const HnTrainer
       "buffer", // out: *mut u64
     ],
     result: "i32",
   },
   hn_trainer_save_state: {
     parameters: [
-      "pointer", // t: *const HnTrainer
+      "usize", // t: *const HnTrainer
       "buffer", // path: *const u8 — UTF-8, copied before return
       "usize", // path_len: usize
     ],
@@ -248,7 +254,7 @@ export const symbols = {
   },
   hn_trainer_load_state: {
     parameters: [
-      "pointer", // t: *mut HnTrainer
+      "usize", // t: *mut HnTrainer
       "buffer", // path: *const u8 — UTF-8, copied before return
       "usize", // path_len: usize
     ],
@@ -257,14 +263,14 @@ export const symbols = {
   /** Swaps the trained parameters' values with their EMA in place; twice restores both. */
   hn_trainer_swap_ema: {
     parameters: [
-      "pointer", // t: *mut HnTrainer — made with an ema config, else HN_ERR_STATE
+      "usize", // t: *mut HnTrainer — made with an ema config, else HN_ERR_STATE
     ],
     result: "i32",
   },
   /** The message of the last failed call on this handle (the channel of the ABI's NB calls). */
   hn_trainer_last_error: {
     parameters: [
-      "pointer", // t: *const HnTrainer
+      "usize", // t: *const HnTrainer
       "buffer", // buf: *mut u8 — written before return
       "usize", // cap: usize
       "buffer", // out_len: *mut usize
@@ -320,13 +326,13 @@ export const symbols = {
   /** NULL ok; at most once; no call may start after it (a running one keeps its own reference). */
   hn_images_free: {
     parameters: [
-      "pointer", // h: *mut HnImages
+      "usize", // h: *mut HnImages
     ],
     result: "void",
   },
   hn_images_info: {
     parameters: [
-      "pointer", // h: *const HnImages
+      "usize", // h: *const HnImages
       "buffer", // buf: *mut u8 — written before return
       "usize", // cap: usize
       "buffer", // out_len: *mut usize
@@ -336,7 +342,7 @@ export const symbols = {
   /** Gathers images by index, applies the augment ops, writes float32 NCHW. NB: errors via hn_images_last_error. */
   hn_images_gather: {
     parameters: [
-      "pointer", // h: *const HnImages
+      "usize", // h: *const HnImages
       "buffer", // indices: *const i32 — read during the call; do not mutate until the promise settles
       "usize", // n: usize
       "buffer", // ops: *const u8 — JSON, read during the call
@@ -350,7 +356,7 @@ export const symbols = {
   },
   hn_images_gather_u8: {
     parameters: [
-      "pointer", // h: *const HnImages
+      "usize", // h: *const HnImages
       "buffer", // indices: *const i32 — read before return
       "usize", // n: usize
       "buffer", // out: *mut u8 — written before return
@@ -361,7 +367,7 @@ export const symbols = {
   /** The message of the last failed call on this handle (the channel of the nonblocking gather). */
   hn_images_last_error: {
     parameters: [
-      "pointer", // h: *const HnImages
+      "usize", // h: *const HnImages
       "buffer", // buf: *mut u8 — written before return
       "usize", // cap: usize
       "buffer", // out_len: *mut usize

@@ -9,7 +9,7 @@
  * settle.
  */
 import { closedError, HN_OK, NativeError, statusName } from "./errors.ts";
-import { getNative } from "./ffi.ts";
+import { getNative, type Handle } from "./ffi.ts";
 import { check, checkHandle, type HandleErrorFn } from "./status.ts";
 import { encodeJson, readOutString } from "./strings.ts";
 
@@ -80,11 +80,11 @@ export type ImageShape = readonly [c: number, h: number, w: number];
 /** `[n, c, h, w]` of a u8 NCHW batch. */
 export type U8BatchShape = readonly [n: number, c: number, h: number, w: number];
 
-function freeHandle(handle: Deno.PointerObject): void {
+function freeHandle(handle: Handle): void {
   getNative().symbols.hn_images_free(handle);
 }
 
-const freeImages = new FinalizationRegistry<Deno.PointerObject>(freeHandle);
+const freeImages = new FinalizationRegistry<Handle>(freeHandle);
 
 const ERROR_CAPACITY = 4096;
 const U32_MAX = 0xffff_ffff;
@@ -115,9 +115,9 @@ function checkIndices(op: string, indices: Int32Array): void {
   if (!(indices instanceof Int32Array)) throw invalid(op, "indices must be an Int32Array");
 }
 
-function newHandle(op: string, out: BigUint64Array): Deno.PointerObject {
-  const handle = Deno.UnsafePointer.create(out[0]);
-  if (handle === null) throw new NativeError("STATE", op, "returned HN_OK but a null handle");
+function newHandle(op: string, out: BigUint64Array): Handle {
+  const handle = out[0];
+  if (handle === 0n) throw new NativeError("STATE", op, "returned HN_OK but a null handle");
   return handle;
 }
 
@@ -144,19 +144,19 @@ interface InfoJson {
  * once in-flight gathers settle.
  */
 export class Images {
-  #handle: Deno.PointerObject | null;
+  #handle: Handle | null;
   #info: ImagesInfo;
   #inFlight = 0;
-  #freeWhenIdle: Deno.PointerObject | null = null;
+  #freeWhenIdle: Handle | null = null;
 
-  private constructor(handle: Deno.PointerObject, info: ImagesInfo) {
+  private constructor(handle: Handle, info: ImagesInfo) {
     this.#handle = handle;
     this.#info = info;
     freeImages.register(this, handle, this);
   }
 
   /** Owns a new handle: reads its info (freeing the handle if that fails). */
-  static #adopt(handle: Deno.PointerObject): Images {
+  static #adopt(handle: Handle): Images {
     let info: ImagesInfo;
     try {
       info = Images.#readInfo(handle);
@@ -167,7 +167,7 @@ export class Images {
     return new Images(handle, info);
   }
 
-  static #readInfo(handle: Deno.PointerObject): ImagesInfo {
+  static #readInfo(handle: Handle): ImagesInfo {
     const { hn_images_info } = getNative().symbols;
     const op = "hn_images_info";
     const json = readOutString(op, (buf, cap, outLen) => hn_images_info(handle, buf, cap, outLen), check);
@@ -254,16 +254,16 @@ export class Images {
   }
 
   /** The raw handle, for interop only; throws CLOSED after close(). */
-  get unsafeHandle(): Deno.PointerObject {
+  get unsafeHandle(): Handle {
     return this.#live("unsafeHandle");
   }
 
-  #live(op: string): Deno.PointerObject {
+  #live(op: string): Handle {
     if (this.#handle === null) throw closedError(op, "image set");
     return this.#handle;
   }
 
-  #lastError(handle: Deno.PointerObject): HandleErrorFn {
+  #lastError(handle: Handle): HandleErrorFn {
     const { hn_images_last_error } = getNative().symbols;
     return (buf, cap, outLen) => hn_images_last_error(handle, buf, cap, outLen);
   }

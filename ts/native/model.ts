@@ -3,7 +3,7 @@
  */
 import type { NativeModelConfig } from "./config.ts";
 import { closedError, NativeError } from "./errors.ts";
-import { getNative } from "./ffi.ts";
+import { getNative, type Handle } from "./ffi.ts";
 import { type BatchShape, CallQueue, checkBatch } from "./handle.ts";
 import { check, checkHandle, type HandleErrorFn } from "./status.ts";
 import { encodeJson, encodeString, readOutString } from "./strings.ts";
@@ -43,12 +43,12 @@ export interface ModelLink {
   readonly queue: CallQueue;
   readonly numClasses: number;
   readonly inputChannels: number;
-  handle(op: string): Deno.PointerObject;
+  handle(op: string): Handle;
   adopt(child: ModelChild): void;
   release(child: ModelChild): void;
 }
 
-const freeModel = new FinalizationRegistry<Deno.PointerObject>((handle) => {
+const freeModel = new FinalizationRegistry<Handle>((handle) => {
   getNative().symbols.hn_model_free(handle);
 });
 
@@ -60,7 +60,7 @@ export let linkModel: (model: Model) => ModelLink;
  * trainer made from it. Calls on one model and its trainers run one at a time, in call order.
  */
 export class Model {
-  #handle: Deno.PointerObject | null;
+  #handle: Handle | null;
   readonly #config: NativeModelConfig;
   readonly #queue = new CallQueue();
   readonly #children = new Set<ModelChild>();
@@ -79,7 +79,7 @@ export class Model {
     });
   }
 
-  private constructor(handle: Deno.PointerObject, config: NativeModelConfig) {
+  private constructor(handle: Handle, config: NativeModelConfig) {
     this.#handle = handle;
     this.#config = structuredClone(config);
     freeModel.register(this, handle, this);
@@ -91,8 +91,8 @@ export class Model {
     const cfg = encodeJson(config);
     const out = new BigUint64Array(1);
     check(hn_model_new(cfg, BigInt(cfg.length), out), "hn_model_new");
-    const handle = Deno.UnsafePointer.create(out[0]);
-    if (handle === null) throw new NativeError("STATE", "hn_model_new", "returned HN_OK but a null handle");
+    const handle = out[0];
+    if (handle === 0n) throw new NativeError("STATE", "hn_model_new", "returned HN_OK but a null handle");
     return new Model(handle, config);
   }
 
@@ -111,17 +111,17 @@ export class Model {
   }
 
   /** The raw handle, for interop only; throws CLOSED after close(). */
-  get unsafeHandle(): Deno.PointerObject {
+  get unsafeHandle(): Handle {
     return this.#live("unsafeHandle");
   }
 
-  #live(op: string): Deno.PointerObject {
+  #live(op: string): Handle {
     if (this.#handle === null) throw closedError(op, "model");
     return this.#handle;
   }
 
   /** For synchronous calls: the handle, if no non-blocking call is in flight on this model. */
-  #idle(op: string): Deno.PointerObject {
+  #idle(op: string): Handle {
     const handle = this.#live(op);
     if (this.#queue.busy) {
       throw new NativeError(
@@ -133,7 +133,7 @@ export class Model {
     return handle;
   }
 
-  #lastError(handle: Deno.PointerObject): HandleErrorFn {
+  #lastError(handle: Handle): HandleErrorFn {
     const { hn_model_last_error } = getNative().symbols;
     return (buf, cap, outLen) => hn_model_last_error(handle, buf, cap, outLen);
   }

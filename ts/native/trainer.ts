@@ -10,13 +10,13 @@ import {
   toNativeLossConfig,
 } from "./config.ts";
 import { closedError, NativeError } from "./errors.ts";
-import { getNative } from "./ffi.ts";
+import { getNative, type Handle } from "./ffi.ts";
 import { type BatchShape, checkBatch, checkTargets } from "./handle.ts";
 import { linkModel, type Model, type ModelLink } from "./model.ts";
 import { check, checkHandle, type HandleErrorFn } from "./status.ts";
 import { encodeJson, encodeString, readOutString } from "./strings.ts";
 
-const freeTrainer = new FinalizationRegistry<Deno.PointerObject>((handle) => {
+const freeTrainer = new FinalizationRegistry<Handle>((handle) => {
   getNative().symbols.hn_trainer_free(handle);
 });
 
@@ -55,7 +55,7 @@ export interface TrainStepResult {
  * (`trainStep` with the native loss set by `setLoss`). Closed by its model's close().
  */
 export class Trainer {
-  #handle: Deno.PointerObject | null;
+  #handle: Handle | null;
   readonly #model: Model;
   readonly #link: ModelLink;
   readonly #shape = new BigInt64Array(4);
@@ -63,7 +63,7 @@ export class Trainer {
   readonly #u64 = new BigUint64Array(1);
   #dlogitsLen: number | null = null;
 
-  private constructor(handle: Deno.PointerObject, model: Model, link: ModelLink) {
+  private constructor(handle: Handle, model: Model, link: ModelLink) {
     this.#handle = handle;
     this.#model = model;
     this.#link = link;
@@ -81,8 +81,8 @@ export class Trainer {
       throw new NativeError("BUSY", op, "a call on the model is in flight; await it first");
     }
     check(getNative().symbols.hn_trainer_new(modelHandle, cfg, BigInt(cfg.length), out), op);
-    const handle = Deno.UnsafePointer.create(out[0]);
-    if (handle === null) throw new NativeError("STATE", op, "returned HN_OK but a null handle");
+    const handle = out[0];
+    if (handle === 0n) throw new NativeError("STATE", op, "returned HN_OK but a null handle");
     const trainer = new Trainer(handle, model, link);
     link.adopt(trainer);
     return trainer;
@@ -97,16 +97,16 @@ export class Trainer {
   }
 
   /** The raw handle, for interop only; throws CLOSED after close(). */
-  get unsafeHandle(): Deno.PointerObject {
+  get unsafeHandle(): Handle {
     return this.#live("unsafeHandle");
   }
 
-  #live(op: string): Deno.PointerObject {
+  #live(op: string): Handle {
     if (this.#handle === null) throw closedError(op, "trainer");
     return this.#handle;
   }
 
-  #idle(op: string): Deno.PointerObject {
+  #idle(op: string): Handle {
     const handle = this.#live(op);
     if (this.#link.queue.busy) {
       throw new NativeError("BUSY", op, "a call on this trainer's model is in flight; await it first");
@@ -114,7 +114,7 @@ export class Trainer {
     return handle;
   }
 
-  #lastError(handle: Deno.PointerObject): HandleErrorFn {
+  #lastError(handle: Handle): HandleErrorFn {
     const { hn_trainer_last_error } = getNative().symbols;
     return (buf, cap, outLen) => hn_trainer_last_error(handle, buf, cap, outLen);
   }
@@ -123,7 +123,7 @@ export class Trainer {
   #queued<T>(
     op: string,
     validate: () => void,
-    fn: (handle: Deno.PointerObject) => Promise<T> | T,
+    fn: (handle: Handle) => Promise<T> | T,
   ): Promise<T> {
     try {
       this.#live(op);
