@@ -44,6 +44,13 @@ Deno.test("cli: config errors print file and path, no stack, exit 1", async () =
   assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
 });
 
+Deno.test("cli: lr:find --steps 0 is a usage error, not a stack trace", async () => {
+  const r = await runCli(["lr:find", "--steps", "0"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /error: lr:find: steps must be an integer >= 2; got 0/);
+  assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
+});
+
 Deno.test("cli: a missing Fashion-MNIST folder says how to install it", async () => {
   const out = await Deno.makeTempDir({ prefix: "hn-cli-none-" });
   try {
