@@ -37,10 +37,15 @@ export async function scratchDir(prefix: string): Promise<string> {
   }
 }
 
-/** `deno run -A ts/cli.ts train ...args --quiet`, with stdout and stderr piped. */
+/**
+ * `deno run -A ts/cli.ts train ...args --quiet`, with stdout and stderr piped. OpenMP waits
+ * passively (unless the environment says otherwise): on a 2-core machine shared with other jobs,
+ * libgomp's spinning barriers made steps about 10x slower; how threads wait changes no result.
+ */
 export function spawnTrain(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, "ts/cli.ts"), "train", ...args, "--quiet"],
+    env: { OMP_WAIT_POLICY: Deno.env.get("OMP_WAIT_POLICY") ?? "PASSIVE" },
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
