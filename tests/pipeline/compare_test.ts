@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  type Cell,
   CompareSpecSchema,
   type CompareState,
+  etaLine,
   expandRecipes,
   loadCompareSpec,
   meanStd,
@@ -54,6 +56,24 @@ function summary(recipe: string, values: number[]): RecipeSummary {
     trainMinutes: 1,
   };
 }
+
+Deno.test("compare: the ETA is the finished runs' mean wall time times the runs left", () => {
+  const cell = (status: Cell["status"], wallSeconds?: number): Cell => ({
+    recipe: "r",
+    seed: 0,
+    dir: null,
+    status,
+    result: null,
+    wallSeconds,
+  });
+  assert.equal(etaLine([cell("pending"), cell("pending")]), "", "nothing finished: no guess");
+  assert.equal(
+    etaLine([cell("done", 60), cell("done", 180), cell("running"), cell("pending")]),
+    "; about 4 min left (2 runs)",
+  );
+  assert.equal(etaLine([cell("done", 61), cell("pending")]), "; about 2 min left (1 run)", "rounded up");
+  assert.equal(etaLine([cell("done", 60)]), "", "none left");
+});
 
 Deno.test("compare: the verdict names the best recipe and weighs the gap against the seeds' spread", () => {
   const clear = verdict(
@@ -155,6 +175,15 @@ recipes:
     const links = [...r.markdown.matchAll(/\[report\.html\]\(([^)]+)\)/g)].map((m) => m[1]);
     assert.equal(links.length, 4, "one report link per cell");
     for (const l of links) assert.ok((await Deno.stat(join(r.dir, l))).isFile, l);
+    // ... and each run folder keeps its report.md, linked too, with the run's wall time
+    const mdLinks = [...r.markdown.matchAll(/\[report\.md\]\(([^)]+)\), ([\d.]+) min wall/g)];
+    assert.equal(mdLinks.length, 4, "one report.md link with its wall time per cell");
+    for (const m of mdLinks) assert.match(await Deno.readTextFile(join(r.dir, m[1])), /^# /);
+    assert.ok(r.state.cells.every((c) => (c.wallSeconds ?? 0) > 0), "every cell timed");
+    // after the first run, each start and end line says how long the rest should take
+    assert.doesNotMatch(lines[0], /min left/);
+    assert.match(lines[2], /^\[2\/4\] .*; about \d+ min left \(3 runs\)$/);
+    assert.doesNotMatch(lines.at(-1)!, /min left/, "nothing left after the last run");
     const files = [...Deno.readDirSync(r.dir)].map((e) => e.name).sort();
     assert.deepEqual(files, ["compare.json", "compare.md", "compare.svg", "runs", "spec.yaml"]);
     assert.match(await Deno.readTextFile(join(r.dir, "compare.svg")), /^<svg/);

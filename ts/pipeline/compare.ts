@@ -67,6 +67,8 @@ export interface Cell {
   dir: string | null;
   status: "pending" | "running" | "done";
   result: CellResult | null;
+  /** wall seconds the run took (training, validation, checkpoints), summed over resumes */
+  wallSeconds?: number;
 }
 
 /** compare.json */
@@ -279,12 +281,25 @@ export function compareMarkdown(
     lines.push(`- **${r.name}**: ${r.set.map((s) => `\`${s}\``).join(" ") || "the base config"}`);
   }
   const reports = state.cells.filter((c) => c.dir !== null).map((c) => {
-    const html = join(c.dir!, "report.html");
-    return `- ${c.recipe}, seed ${c.seed}: [report.html](${dir ? relative(dir, html) : html})`;
+    const link = (f: string): string => `[${f}](${dir ? relative(dir, join(c.dir!, f)) : join(c.dir!, f)})`;
+    const wall = c.wallSeconds === undefined ? "" : `, ${(c.wallSeconds / 60).toFixed(1)} min wall`;
+    return `- ${c.recipe}, seed ${c.seed}: ${link("report.html")}, ${link("report.md")}${wall}`;
   });
   if (reports.length > 0) lines.push("", "Each run's report:", "", ...reports);
   lines.push("", "![macro-F1 per recipe](compare.svg)", "");
   return { md: lines.join("\n"), best: v.best };
+}
+
+/**
+ * "; about N min left (M runs)" from the mean wall time of the finished runs, or "" before the first
+ * has finished. Runs of one comparison share a budget, so their mean is a fair guess.
+ */
+export function etaLine(cells: Cell[]): string {
+  const timed = cells.filter((c) => c.status === "done" && c.wallSeconds !== undefined);
+  const left = cells.filter((c) => c.status !== "done").length;
+  if (timed.length === 0 || left === 0) return "";
+  const mean = timed.reduce((a, c) => a + c.wallSeconds!, 0) / timed.length;
+  return `; about ${Math.ceil((mean * left) / 60)} min left (${left} run${left === 1 ? "" : "s"})`;
 }
 
 /** A horizontal bar chart: mean metric per recipe, whiskers ± std, one dot per seed. */
@@ -391,7 +406,9 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
     const recipe = recipes.find((r) => r.name === cell.recipe)!;
     const runName = `${recipe.name.replace(/[^\w.-]+/g, "_")}-s${cell.seed}`;
     const resumable = cell.dir !== null && await exists(join(cell.dir, "checkpoints", "last.json"));
-    log(`[${i + 1}/${total}] ${cell.recipe}, seed ${cell.seed}${resumable ? " (resuming)" : ""}`);
+    const left = etaLine(state.cells);
+    log(`[${i + 1}/${total}] ${cell.recipe}, seed ${cell.seed}${resumable ? " (resuming)" : ""}${left}`);
+    const started = performance.now();
     const config = resumable
       ? await loadConfig(join(cell.dir!, "config.yaml"))
       : await loadConfig(spec.config, [...spec.set, ...recipe.set, `seed=${cell.seed}`, `name=${runName}`]);
@@ -412,6 +429,7 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
     });
     cell.result = cellResult(result);
     cell.status = "done";
+    cell.wallSeconds = (cell.wallSeconds ?? 0) + (performance.now() - started) / 1000;
     await save();
     log(
       `[${i + 1}/${total}] ${cell.recipe}, seed ${cell.seed}: accuracy ${
@@ -419,7 +437,7 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
       }%, ` +
         `macro-F1 ${cell.result.macroF1.toFixed(4)} (${
           (cell.result.trainSeconds / 60).toFixed(1)
-        } min training)`,
+        } min training, ${(cell.wallSeconds / 60).toFixed(1)} min wall)${etaLine(state.cells)}`,
     );
     await render();
   }
