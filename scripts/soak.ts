@@ -88,13 +88,35 @@ const session = await TrainSession.open({
   model: { numClasses: CLASSES, dropoutRate: 0.3, seed: 0 },
   trainer: { optimizer: { kind: "adam", lr: 1e-3 } },
 });
-const samples: { step: number; rss: number; handles: number; msPerStep: number }[] = [];
+/** One sample: VmRSS, V8's heap (used / reserved, to tell JS garbage from native memory), live handles. */
+interface Sample {
+  step: number;
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  handles: number;
+  msPerStep: number;
+}
+const samples: Sample[] = [];
+function sample(step: number, msPerStep: number): Sample {
+  const m = Deno.memoryUsage();
+  const s = {
+    step,
+    rss: rssMiB(),
+    heapUsed: m.heapUsed / 2 ** 20,
+    heapTotal: m.heapTotal / 2 ** 20,
+    handles: liveHandles(),
+    msPerStep,
+  };
+  samples.push(s);
+  return s;
+}
 const plan = { activeClasses: [...Array(CLASSES).keys()], stageIndex: 0, stageCount: 1, maskInactive: false };
 const t0 = performance.now();
 let tSample = t0;
 try {
   session.train({ loss: focal, nativeLoss: "auto", lr: () => 1e-3 });
-  samples.push({ step: 0, rss: rssMiB(), handles: liveHandles(), msPerStep: 0 });
+  sample(0, 0);
   const draw = lcg(2);
   for (let step = 1; step <= STEPS; step++) {
     const index = (step - 1) % EPOCH;
@@ -113,13 +135,13 @@ try {
     if (index === EPOCH - 1 || step === STEPS) session.endEpoch();
     if (step % EVERY === 0) {
       const now = performance.now();
-      const s = { step, rss: rssMiB(), handles: liveHandles(), msPerStep: (now - tSample) / EVERY };
+      const s = sample(step, (now - tSample) / EVERY);
       tSample = now;
-      samples.push(s);
       console.error(
-        `step ${step}: RSS ${s.rss.toFixed(1)} MiB, ${s.handles} live handles, ${
-          s.msPerStep.toFixed(0)
-        } ms/step`,
+        `step ${step}: RSS ${s.rss.toFixed(1)} MiB, JS heap ${s.heapUsed.toFixed(1)}/${
+          s.heapTotal.toFixed(1)
+        } MiB, ` +
+          `${s.handles} live handles, ${s.msPerStep.toFixed(0)} ms/step`,
       );
     }
   }
@@ -138,30 +160,29 @@ const drift = ((peak - base.rss) / base.rss) * 100;
 const endDrift = ((last.rss - base.rss) / base.rss) * 100;
 const pass = drift < LIMIT && handlesAtEnd === 0;
 
+const mib = (v: number): string => v.toFixed(1);
+const pct = (v: number): string => `${v >= 0 ? "+" : ""}${v.toFixed(2)}%`;
+const row = (s: Sample): string =>
+  `| ${s.step} | ${mib(s.rss)} | ${mib(s.heapUsed)} / ${mib(s.heapTotal)} | ${s.handles} | ` +
+  `${s.step === 0 ? "" : s.msPerStep.toFixed(0)} |`;
+const setup =
+  `${cpuModel()}, ${nativeInfo().threads} threads (OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY")}), ` +
+  `${SIZE} px, batch ${BATCH}, ${CLASSES} classes, epochs of ${EPOCH} steps, native gather + augmentation + ` +
+  `one-call focal step; ${seconds.toFixed(0)} s (${((seconds * 1000) / STEPS).toFixed(0)} ms/step).`;
+const verdict =
+  `Warm-up: the first ${base.step} steps. RSS at step ${base.step}: ${mib(base.rss)} MiB; peak after ` +
+  `it ${mib(peak)} MiB (drift ${pct(drift)}, limit ${LIMIT}%); at the end ${mib(last.rss)} MiB ` +
+  `(${pct(endDrift)}). Live native handles after close(): ${handlesAtEnd}. ${pass ? "PASS" : "FAIL"}.`;
 const lines = [
   `# Soak: ${STEPS} training steps (${new Date().toISOString().slice(0, 16)})`,
   "",
-  `${cpuModel()}, ${nativeInfo().threads} threads (OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY")}), ` +
-  `${SIZE} px, batch ${BATCH}, ${CLASSES} classes, ` +
-  `epochs of ${EPOCH} steps, native gather + augmentation + one-call focal step; ${seconds.toFixed(0)} s ` +
-  `(${((seconds * 1000) / STEPS).toFixed(0)} ms/step).`,
+  setup,
   "",
-  "| step | VmRSS MiB | live handles | ms/step (since last sample) |",
-  "|---|---|---|---|",
-  ...samples.map((s) =>
-    `| ${s.step} | ${s.rss.toFixed(1)} | ${s.handles} | ${s.step === 0 ? "" : s.msPerStep.toFixed(0)} |`
-  ),
+  "| step | VmRSS MiB | JS heap used / total MiB | live handles | ms/step (since last sample) |",
+  "|---|---|---|---|---|",
+  ...samples.map(row),
   "",
-  `Warm-up: the first ${base.step} steps. RSS at step ${base.step}: ${
-    base.rss.toFixed(1)
-  } MiB; peak after it ` +
-  `${peak.toFixed(1)} MiB (drift ${drift.toFixed(2)}%, limit ${LIMIT}%); at the end ${
-    last.rss.toFixed(1)
-  } MiB ` +
-  `(${endDrift >= 0 ? "+" : ""}${
-    endDrift.toFixed(2)
-  }%). Live native handles after close(): ${handlesAtEnd}. ` +
-  `${pass ? "PASS" : "FAIL"}.`,
+  verdict,
 ];
 await Deno.mkdir(`${ROOT}/bench-results`, { recursive: true });
 const file = `${ROOT}/bench-results/soak-${new Date().toISOString().slice(0, 10)}.md`;
