@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# The packed GPU check (README, "GPU check"). Run it from a pack that `deno task gpu:pack` wrote:
+#
+#   bash gpu-pack/scripts/gpu-check.sh [--device cuda|cuda:N|cpu] [REPORT_DIR]
+#
+# It needs no network, cargo or npm: Deno and the npm modules come from the pack, libtorch from
+# the machine's torch 2.11 (found through its Python). It writes one markdown report,
+# REPORT_DIR/gpu-check.md (default: $OUT, else ./gpu-check-out), rewritten after every stage, so a
+# stage that fails or runs out of time leaves what came before it. Stages and time caps:
+#   1. smoke (60 s with the set-up): library loads, device found, one forward/backward; a failure
+#      here stops the check, so a broken pack costs a minute;
+#   2. parity (40 s), 3. tests/gpu (50 s), 4. benchmark (90 s), 5. a short training run (45 s);
+# all within HN_CHECK_BUDGET_S (default 230 s) from the start.
+# Exit status: 0 all stages passed, 1 a stage failed or was cut, 2 usage.
+set -u
+
+PACK=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEVICE=${HN_CHECK_DEVICE:-cuda:0}
+REPORT_DIR=${OUT:-$PWD/gpu-check-out}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) DEVICE=${2:-}; shift 2 ;;
+    --device=*) DEVICE=${1#--device=}; shift ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
+    *) REPORT_DIR=$1; shift ;;
+  esac
+done
+[ "$DEVICE" = cuda ] && DEVICE=cuda:0
+case "$DEVICE" in cpu | cuda:[0-9]*) ;; *) echo "gpu-check: --device must be cpu, cuda or cuda:N" >&2; exit 2 ;; esac
+if [ ! -f "$PACK/PACK.json" ]; then
+  echo "gpu-check: $PACK is not a pack (no PACK.json); run 'deno task gpu:pack' and start gpu-pack/scripts/gpu-check.sh" >&2
+  exit 2
+fi
+
+BUDGET=${HN_CHECK_BUDGET_S:-230}
+START=$(date +%s)
+mkdir -p "$REPORT_DIR"
+REPORT_DIR=$(cd "$REPORT_DIR" && pwd)
+REPORT=$REPORT_DIR/gpu-check.md
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hn-gpu-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+FRAGMENTS=()
+STATUS=0
+
+elapsed() { echo $(($(date +%s) - START)); }
+
+# The report: header, then each stage's fragment, in order; written to a temp file, then moved.
+assemble() {
+  {
+    echo "# GPU check: $DEVICE"
+    echo
+    echo "$(cat "$PACK/PACK.txt")" \
+      "Started $(date -u -d "@$START" '+%Y-%m-%d %H:%M:%S') UTC; $(elapsed) s so far of a $BUDGET s budget."
+    echo
+    for f in "${FRAGMENTS[@]}"; do
+      [ -f "$f" ] && cat "$f" && echo
+    done
+  } >"$REPORT.tmp" && mv "$REPORT.tmp" "$REPORT"
+}
+
+# note NAME TEXT...: a fragment written by this script
+note() {
+  local f=$WORK/$1.md
+  shift
+  printf '%s\n' "$@" >>"$f"
+  [[ " ${FRAGMENTS[*]} " == *" $f "* ]] || FRAGMENTS+=("$f")
+}
+
+# stage NAME CAP_S CMD...: runs CMD (which writes $WORK/NAME.md) under min(CAP_S, time left);
+# on failure adds the exit status and the end of its output to the fragment.
+stage() {
+  local name=$1 cap=$2 left
+  shift 2
+  FRAGMENTS+=("$WORK/$name.md")
+  left=$((BUDGET - $(elapsed) - 3))
+  [ "$left" -lt "$cap" ] && cap=$left
+  if [ "$cap" -lt 5 ]; then
+    note "$name" "## $name" "" "**not run: the check's $BUDGET s budget is spent.**"
+    STATUS=1
+    assemble
+    return 1
+  fi
+  local t0 rc
+  t0=$(date +%s)
+  timeout -k 5 "$cap" "$@" >"$WORK/$name.log" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    STATUS=1
+    [ -s "$WORK/$name.md" ] || note "$name" "## $name" ""
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+      note "$name" "" "**stage cut at its $cap s limit** (results above are what it finished)."
+    else
+      note "$name" "" "**stage failed: exit $rc after $(($(date +%s) - t0)) s.** End of its output:"
+    fi
+    note "$name" "" '```' "$(tail -n 60 "$WORK/$name.log" | sed -E 's/\x1b\[[0-9;]*m//g')" '```'
+  fi
+  assemble
+  return $rc
+}
+
+# --- set-up: Deno, the npm cache, libtorch and its Python -------------------------------------
+
+unxz_to() { # unxz_to SRC DEST: xz if present, else Python's lzma (both machines have Python)
+  if command -v xz >/dev/null; then xz -dc "$1" >"$2"; else python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
+}
+setup() {
+  unxz_to "$PACK/bin/deno.xz" "$WORK/deno" && chmod +x "$WORK/deno" || return 1
+  mkdir -p "$WORK/deno-dir" "$WORK/home"
+  if command -v xz >/dev/null; then
+    tar -xJf "$PACK/deps/npm.tar.xz" -C "$WORK/deno-dir" || return 1
+  else
+    python3 -c 'import sys,tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$PACK/deps/npm.tar.xz" "$WORK/deno-dir" || return 1
+  fi
+}
+
+# A Python whose torch is 2.11 (the version the library was built against): the GPU machine's
+# venv first, then the repository next to the pack (its CPU-view wrapper, then its venv), then PATH.
+find_python() {
+  local py
+  for py in ${HN_TORCH_PYTHON:-} /opt/torch/.venv/bin/python "$PACK/../native/.libtorch/python/python" \
+    "$PACK/../.venv/bin/python" python3 python; do
+    if command -v "$py" >/dev/null 2>&1 &&
+      "$py" -c 'import torch,sys; sys.exit(0 if torch.__version__.startswith("2.11") else 1)' >/dev/null 2>&1; then
+      command -v "$py"
+      return 0
+    fi
+  done
+  return 1
+}
+
+FRAGMENTS+=("$WORK/env.md")
+{
+  echo "## Machine"
+  echo
+  echo "- host: $(uname -srm), $(nproc) CPUs"
+} >"$WORK/env.md"
+if ! setup >"$WORK/setup.log" 2>&1; then
+  note env "" "**FAILED: unpacking Deno or the npm cache.**" "" '```' "$(cat "$WORK/setup.log")" '```'
+  assemble
+  echo "gpu-check: set-up failed; see $REPORT" >&2
+  exit 1
+fi
+DENO=$WORK/deno
+PY=$(find_python) || PY=""
+LIB=$PACK/native/target/release/libhybridnet.so
+TORCH_LIB=""
+[ -n "$PY" ] && TORCH_LIB=$("$PY" -c 'import torch,os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+# On CUDA the machine's torch must be the one loaded (the pack's library was linked against a
+# CPU-only view elsewhere); on the CPU the library's own search path is kept when it resolves.
+if [ -n "$TORCH_LIB" ] && { [ "$DEVICE" != cpu ] || ldd "$LIB" 2>/dev/null | grep -q 'libtorch_cpu.so => not found'; }; then
+  export LD_LIBRARY_PATH=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+export DENO_DIR=$WORK/deno-dir HOME=$WORK/home DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
+{
+  echo "- driver: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 4 | tr '\n' ';')"
+  echo "- deno: $("$DENO" --version 2>&1 | head -n 1)"
+  echo "- torch Python: ${PY:-**none with torch 2.11 found** (no PyTorch peer)}$([ -n "$PY" ] && "$PY" -c 'import torch; print(f" (torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, sees {torch.cuda.device_count()} GPU(s))")' 2>&1 | tail -n 1)"
+  echo "- LD_LIBRARY_PATH: \`${LD_LIBRARY_PATH:-}\`"
+  echo "- set-up: $(elapsed) s"
+} >>"$WORK/env.md"
+assemble
+
+RUN=("$DENO" run -A --cached-only --frozen --no-prompt "--config=$PACK/deno.json")
+
+# --- 1. smoke ------------------------------------------------------------------------------------
+SMOKE_CAP=$((60 - $(elapsed)))
+stage smoke "$SMOKE_CAP" "${RUN[@]}" "$PACK/scripts/gpu-check/smoke.ts" --device "$DEVICE" --out "$WORK/smoke.md"
+rc=$?
+if [ $rc -eq 3 ] && [ -n "$TORCH_LIB" ] && [ -f "$TORCH_LIB/libtorch_cuda.so" ] && [ -z "${HN_CHECK_NO_PRELOAD:-}" ]; then
+  # The library found no CUDA device by itself. Preloading libtorch_cuda.so tells a missing
+  # CUDA load (issue 12, item 2) apart from a missing device, and lets the later stages run.
+  export LD_PRELOAD=$TORCH_LIB/libtorch_cuda.so
+  mv "$WORK/smoke.md" "$WORK/smoke-first.md"
+  FRAGMENTS=("$WORK/env.md" "$WORK/smoke-first.md")
+  note smoke-preload "" "**The library saw no usable CUDA device on its own; retrying with LD_PRELOAD=$LD_PRELOAD.**" \
+    "The stages below run with it: a finding to fix in the library (issue 12, item 2), not a pass."
+  stage smoke "$((60 - $(elapsed)))" "${RUN[@]}" "$PACK/scripts/gpu-check/smoke.ts" --device "$DEVICE" --out "$WORK/smoke.md"
+  rc=$?
+  STATUS=1
+fi
+if [ $rc -ne 0 ]; then
+  note smoke "" "**The check stops here: the smoke stage failed.**"
+  assemble
+  echo "gpu-check: smoke stage failed; see $REPORT" >&2
+  exit 1
+fi
+
+# --- 2-5 ----------------------------------------------------------------------------------------
+stage parity 40 "${RUN[@]}" "$PACK/scripts/gpu-check/parity.ts" --device "$DEVICE" --out "$WORK/parity.md"
+
+if [ -d "$PACK/tests/gpu" ]; then
+  FRAGMENTS+=("$WORK/tests.md")
+  stage tests-run 50 "$DENO" test -A --no-check --cached-only --frozen --no-prompt "--config=$PACK/deno.json" "$PACK/tests/gpu/"
+  {
+    echo "## 3. tests/gpu (deno test)"
+    echo
+    echo '```'
+    sed -E 's/\x1b\[[0-9;]*m//g' "$WORK/tests-run.log" | grep -E '^(ok|FAILED|error)|passed|failed|ignored|=> ' | tail -n 40
+    echo '```'
+  } >"$WORK/tests.md"
+  FRAGMENTS=("${FRAGMENTS[@]/$WORK\/tests-run.md/}")
+  assemble
+else
+  note tests "## 3. tests/gpu" "" "**not in this pack** (no tests/gpu/ in the repository when it was packed)."
+  STATUS=1
+  assemble
+fi
+
+if [ -n "$PY" ]; then
+  stage bench 90 "${RUN[@]}" "$PACK/scripts/gpu-check/bench.ts" --device "$DEVICE" --out "$WORK/bench.md" \
+    --python "$PY" --seed-model "$PACK/peer/hybridnet_seed.py"
+else
+  note bench "## 4. Benchmark" "" "**not run: no Python with torch 2.11 for the PyTorch peer.**"
+  STATUS=1
+  assemble
+fi
+
+stage train 45 "${RUN[@]}" "$PACK/scripts/gpu-check/train.ts" --device "$DEVICE" --out "$WORK/train.md"
+
+note end "" "---" "" "Finished in $(elapsed) s; $([ $STATUS -eq 0 ] && echo "every stage passed" || echo "**some stage failed or was cut** (see above)")."
+assemble
+echo "gpu-check: report in $REPORT ($(elapsed) s)" >&2
+exit $STATUS

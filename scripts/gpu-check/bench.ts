@@ -1,0 +1,175 @@
+/**
+ * Stage 4 of the GPU check: train-step and inference img/s, ours against the seed's model in
+ * PyTorch eager (peer.py, one long-lived process) on the same device, interleaved cell by cell in
+ * one run: ours fp32, PyTorch fp32 (NCHW, then channels-last), ours bf16, PyTorch bf16 autocast
+ * (NCHW, then channels-last). TF32 is on for both sides' fp32. Each figure is batch ÷ the median
+ * step time after two warm-up steps; every step ends in a host sync on both sides (ours returns
+ * the loss or logits, the peer synchronizes). Both take the batch from host memory each step.
+ * Ours is the model as a run trains it (fpn: skip); the seed computes its FPN and discards it.
+ * Targets (issue 12): train step ≥ 1.3× the better PyTorch fp32 layout, and our bf16 ≥ 1.3× the
+ * better PyTorch bf16 autocast layout. Timings are reported, never asserted.
+ */
+import { createModel, createTrainer } from "../../ts/mod.ts";
+import type { TrainerOptionsInput } from "../../ts/model/options.ts";
+import {
+  arg,
+  cudaApi,
+  deviceArg,
+  errorText,
+  fragment,
+  isCuda,
+  median,
+  onDevice,
+  randomBatch,
+} from "./common.ts";
+
+const device = deviceArg();
+const cuda = isCuda(device);
+const out = fragment();
+const api = cudaApi();
+const sizes = arg("sizes", cuda ? "64,128,224" : "32").split(",").map(Number);
+const batch = Number(arg("batch", cuda ? "128" : "8"));
+const budget = Number(arg("budget", cuda ? "1" : "0.5"));
+const minSteps = Number(arg("min-steps", cuda ? "5" : "2"));
+const python = arg("python", "");
+const seedModel = arg("seed-model", "");
+
+type Cell = { img_s: number; steps: number } | { error: string };
+
+async function timeIt(step: () => Promise<unknown>): Promise<Cell> {
+  await step();
+  await step();
+  const times: number[] = [];
+  const t0 = performance.now();
+  while (times.length < minSteps || (performance.now() - t0 < budget * 1000 && times.length < 50)) {
+    const t = performance.now();
+    await step();
+    times.push(performance.now() - t);
+  }
+  return { img_s: batch / (median(times) / 1000), steps: times.length };
+}
+
+async function ours(mode: "train" | "infer", size: number, precision: "fp32" | "bf16"): Promise<Cell> {
+  if (precision === "bf16" && !api.precision) return { error: "no trainer precision option in this build" };
+  if (precision === "bf16" && mode === "infer") {
+    return { error: "the model's forward has no precision option" };
+  }
+  try {
+    using model = createModel({ numClasses: 8, seed: 0, fpn: "skip", ...onDevice(device) });
+    const { x, y, shape } = randomBatch(batch, size, 1);
+    if (mode === "infer") return await timeIt(() => model.forward(x, shape));
+    const opts = { optimizer: { kind: "adam", lr: 1e-4 }, ...(precision === "bf16" ? { precision } : {}) };
+    const trainer = createTrainer(model, opts as TrainerOptionsInput);
+    trainer.setLoss({ kind: "focal", gamma: 1 });
+    return await timeIt(() => trainer.trainStep(x, shape, y));
+  } catch (e) {
+    return { error: errorText(e) };
+  }
+}
+
+/** The PyTorch peer: one process, one request per line. */
+class Peer {
+  readonly #proc: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #chunks: ReadableStreamDefaultReader<string>;
+  #buffered = "";
+  header: Record<string, unknown> = {};
+  constructor() {
+    this.#proc = new Deno.Command(python, {
+      args: [new URL("./peer.py", import.meta.url).pathname, seedModel, cuda ? device : "cpu"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+      env: { PYTHONUNBUFFERED: "1" },
+    }).spawn();
+    this.#writer = this.#proc.stdin.getWriter();
+    this.#chunks = this.#proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  }
+  /** The next line the peer prints, as JSON. */
+  async #read(): Promise<Record<string, unknown>> {
+    while (!this.#buffered.includes("\n")) {
+      const { value, done } = await this.#chunks.read();
+      if (done) throw new Error("the PyTorch peer exited (its error is in the stage log)");
+      this.#buffered += value;
+    }
+    const i = this.#buffered.indexOf("\n");
+    const line = this.#buffered.slice(0, i);
+    this.#buffered = this.#buffered.slice(i + 1);
+    return JSON.parse(line);
+  }
+  async start(): Promise<void> {
+    this.header = await this.#read();
+  }
+  async measure(mode: string, size: number, precision: string, channelsLast: boolean): Promise<Cell> {
+    const req = { mode, size, batch, precision, channels_last: channelsLast, budget, min_steps: minSteps };
+    await this.#writer.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+    return await this.#read() as Cell;
+  }
+  async close(): Promise<void> {
+    await this.#writer.close();
+    await this.#proc.status;
+  }
+}
+
+const fmt = (c: Cell): string => ("error" in c ? `error¹` : c.img_s.toFixed(1));
+const val = (c: Cell): number | null => ("error" in c ? null : c.img_s);
+function ratio(a: Cell, ...bs: Cell[]): number | null {
+  const best = Math.max(...bs.map((b) => val(b) ?? -1));
+  const v = val(a);
+  return v === null || best <= 0 ? null : v / best;
+}
+const fr = (r: number | null): string => (r === null ? "n/a" : `${r.toFixed(2)}×`);
+
+out.add("## 4. Benchmark: ours vs the seed's model in PyTorch eager", "");
+if (!python || !seedModel) throw new Error("--python and --seed-model are required");
+if (cuda) {
+  if (api.setTf32) api.setTf32(true);
+  else out.add("**setTf32 is not in this build: our fp32 runs with libtorch's TF32 default.**", "");
+}
+const peer = new Peer();
+await peer.start();
+out.add(
+  `Device \`${device}\` (PyTorch sees ${
+    JSON.stringify(peer.header.device)
+  }, torch ${peer.header.torch}, cuDNN ${peer.header.cudnn}); ` +
+    `batch ${batch}; img/s from the median step (≥ ${minSteps} timed steps, ${budget} s per cell, after 2 warm-ups); ` +
+    `TF32 on for fp32 on both sides; ours = fpn skip (as runs train), PyTorch = the seed's HybridNet as written. ` +
+    `Ratios divide ours by the better of PyTorch's two layouts (NCHW, channels-last).`,
+  "",
+  "| px | step | ours fp32 | PyTorch fp32 | PyTorch fp32 cl | ours ÷ PyTorch fp32 | ours bf16 | PyTorch bf16 | PyTorch bf16 cl | ours bf16 ÷ PyTorch bf16 |",
+  "|---|---|---|---|---|---|---|---|---|---|",
+);
+const errors: string[] = [];
+const targets: string[] = [];
+for (const size of sizes) {
+  for (const mode of ["train", "infer"] as const) {
+    const o32 = await ours(mode, size, "fp32");
+    const p32 = await peer.measure(mode, size, "fp32", false);
+    const p32cl = await peer.measure(mode, size, "fp32", true);
+    const o16 = await ours(mode, size, "bf16");
+    const p16 = await peer.measure(mode, size, "bf16", false);
+    const p16cl = await peer.measure(mode, size, "bf16", true);
+    const r32 = ratio(o32, p32, p32cl), r16 = ratio(o16, p16, p16cl);
+    for (const [name, c] of Object.entries({ o32, p32, p32cl, o16, p16, p16cl })) {
+      if ("error" in c) errors.push(`${size} px ${mode} ${name}: ${c.error}`);
+    }
+    out.add(
+      `| ${size} | ${mode} | ${fmt(o32)} | ${fmt(p32)} | ${fmt(p32cl)} | ${fr(r32)} | ${fmt(o16)} | ${
+        fmt(p16)
+      } | ${fmt(p16cl)} | ${fr(r16)} |`,
+    );
+    if (mode === "train") {
+      const met = (
+        r: number | null,
+      ): string => (r === null ? "not measured" : r >= 1.3 ? "met" : "**not met**");
+      targets.push(
+        `- ${size} px train: ours fp32 ≥ 1.3× PyTorch fp32: ${met(r32)} (${
+          fr(r32)
+        }); ours bf16 ≥ 1.3× PyTorch bf16 autocast: ${met(r16)} (${fr(r16)})`,
+      );
+    }
+  }
+}
+await peer.close();
+out.add("", "Targets (issue 12):", "", ...targets);
+if (errors.length) out.add("", "¹ errors:", "", ...errors.map((e) => `- ${e.split("\n")[0]}`));
