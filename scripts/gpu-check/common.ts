@@ -23,6 +23,17 @@ export function deviceArg(): string {
 
 export const isCuda = (device: string): boolean => device.startsWith("cuda");
 
+/**
+ * libtorch's CPU threads for a `--device cpu` check: `--threads` (default 1), the same for the
+ * PyTorch peer. One thread, because that check proves the pack on a small shared machine, where
+ * two spinning OpenMP threads on two busy cores ran steps 50× slower.
+ */
+export function cpuThreads(device: string): number {
+  const n = Number(arg("threads", "1"));
+  if (!isCuda(device)) library.setNumThreads(n);
+  return n;
+}
+
 /** A markdown fragment that is written whole after every change. */
 export class Fragment {
   readonly #path: string;

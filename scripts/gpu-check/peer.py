@@ -1,6 +1,6 @@
 """PyTorch peer of the GPU check's benchmark: the seed's own HybridNet in eager mode.
 
-`peer.py SEED_MODEL DEVICE` imports the seed's model file (carried in the pack from
+`peer.py SEED_MODEL DEVICE THREADS` imports the seed's model file (carried in the pack from
 ../shared/anchors/pytorch_seed/hybridnet_seed.py, unedited) and then answers one JSON request
 per stdin line with one JSON line on stdout, so the Deno driver can interleave its own
 measurements with these in one run and one GPU context:
@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 seed_path, device = sys.argv[1], torch.device(sys.argv[2])
+if device.type == "cpu":
+    torch.set_num_threads(int(sys.argv[3]))  # the same count the driver gives libtorch
 spec = importlib.util.spec_from_file_location("hybridnet_seed", seed_path)
 seed = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(seed)
@@ -63,7 +65,7 @@ def measure(req):
                 loss = focal(model(x), y)
                 loss.backward()
                 opt.step()
-                last[0] = loss
+                last[0] = loss.detach()
             else:
                 model.eval()
                 with torch.no_grad():
@@ -86,7 +88,8 @@ def measure(req):
     return {"img_s": b / times[(len(times) - 1) // 2], "steps": len(times), "loss": loss}
 
 
-print(json.dumps({"ready": True, "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+print(json.dumps({"ready": True, "torch": torch.__version__,
+                  "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}), flush=True)
 for line in sys.stdin:
     if not line.strip():

@@ -5,9 +5,19 @@
  * Also records which libtorch files the process mapped (/proc/self/maps: what was really loaded).
  */
 import { createModel, createTrainer, nativeInfo } from "../../ts/mod.ts";
-import { cudaApi, deviceArg, errorText, fragment, isCuda, onDevice, randomBatch } from "./common.ts";
+import {
+  cpuThreads,
+  cudaApi,
+  deviceArg,
+  errorText,
+  fragment,
+  isCuda,
+  onDevice,
+  randomBatch,
+} from "./common.ts";
 
 const device = deviceArg();
+cpuThreads(device);
 const out = fragment();
 out.add("## 1. Smoke", "");
 
@@ -24,6 +34,15 @@ function loadedLibraries(): string[] {
   return [...paths].sort();
 }
 
+/** `nativeInfo().torch`: a version string in older builds, `{ libDir, cudaBuild, cudaLoaded }` now. */
+function describeTorch(torch: unknown): string {
+  if (typeof torch !== "object" || torch === null) return JSON.stringify(torch);
+  const t = torch as Record<string, unknown>;
+  const rest = Object.entries(t).filter(([k]) => !["libDir", "cudaBuild", "cudaLoaded"].includes(k));
+  return `from \`${t.libDir}\`, CUDA build ${t.cudaBuild}, CUDA part loaded ${t.cudaLoaded}` +
+    (rest.length ? ` (${rest.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(", ")})` : "");
+}
+
 let info: Record<string, unknown>;
 try {
   info = nativeInfo() as unknown as Record<string, unknown>;
@@ -34,9 +53,9 @@ try {
 const api = cudaApi();
 out.add(
   `- device asked: \`${device}\``,
-  `- library: \`${info.library_path}\` (ABI ${info.abi}), torch ${
-    JSON.stringify(info.torch)
-  }, ${info.threads} threads`,
+  `- library: \`${info.library_path}\` (ABI ${info.abi}), ${info.threads} threads; libtorch ${
+    describeTorch(info.torch)
+  }`,
   `- CUDA as the library sees it: devices ${JSON.stringify(info.cuda_devices)}, error ${
     JSON.stringify(info.cuda_error)
   }` + ("cudaUsable" in info ? `, cudaUsable ${JSON.stringify(info.cudaUsable)}` : ""),

@@ -14,11 +14,11 @@ const root = new URL("../../", import.meta.url).pathname;
 const sets = cuda
   ? ["data.loader.perClass=200", "data.loader.valPerClass=50", "train.epochs=5", "train.batchSize=64"]
   : [
-    "data.loader.perClass=40",
-    "data.loader.valPerClass=10",
-    "train.epochs=4",
+    "data.loader.perClass=24",
+    "data.loader.valPerClass=8",
+    "train.epochs=3",
     "train.batchSize=32",
-    `train.threads=${arg("threads", "2")}`,
+    `train.threads=${arg("threads", "1")}`,
   ];
 const runs = await Deno.makeTempDir({ prefix: "hn-gpu-train-" });
 out.add(
