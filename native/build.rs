@@ -44,11 +44,15 @@ fn version_from_header(libtorch: &Path) -> Option<String> {
     None
 }
 
-/// Builds `csrc/group_norm.cpp` into a static library linked into this crate. The include
-/// directories follow torch-sys: `LIBTORCH_INCLUDE` or `LIBTORCH`, plus the C++ API folder.
+/// Builds `csrc/group_norm.cpp` (the fused CPU kernel) and `csrc/cuda_ops.cpp` (ATen calls tch
+/// does not bind: autocast dtype, TF32, fused Adam) into a static library linked into this
+/// crate. The include directories follow torch-sys: `LIBTORCH_INCLUDE` or `LIBTORCH`, plus the
+/// C++ API folder.
 fn compile_fused_kernels() {
-    let src = "csrc/group_norm.cpp";
-    println!("cargo:rerun-if-changed={src}");
+    let sources = ["csrc/group_norm.cpp", "csrc/cuda_ops.cpp"];
+    for src in sources {
+        println!("cargo:rerun-if-changed={src}");
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_INCLUDE");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let root = env::var("LIBTORCH_INCLUDE").or_else(|_| env::var("LIBTORCH")).unwrap_or_else(|_| {
@@ -62,7 +66,7 @@ fn compile_fused_kernels() {
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
     cc::Build::new()
         .cpp(true)
-        .file(src)
+        .files(sources)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")

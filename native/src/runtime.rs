@@ -1,6 +1,7 @@
 //! Process-wide set-up done once, on first use of the library: glibc malloc keeps freed tensor
-//! memory in the heap (no per-step unmap + page-fault cycle; docs/perf-log.md), and torch uses
-//! every available core (its default here is 1 thread) unless `HN_NUM_THREADS` says otherwise.
+//! memory in the heap (no per-step unmap + page-fault cycle; docs/perf-log.md), libtorch's CUDA
+//! half is loaded where a driver lists a device (`cuda::torch_cuda`), and torch uses every
+//! available core (its default here is 1 thread) unless `HN_NUM_THREADS` says otherwise.
 
 use std::sync::Once;
 
@@ -10,6 +11,8 @@ static INIT: Once = Once::new();
 pub fn init() {
     INIT.call_once(|| {
         tune_allocator();
+        // Before any torch call that may ask ATen about CUDA (it looks that up once).
+        let _ = crate::cuda::torch_cuda::load();
         tch::set_num_threads(default_threads());
     });
 }

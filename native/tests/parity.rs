@@ -112,6 +112,7 @@ fn loss_after_one_adam_step_matches() {
         seed: None,
         trainable: Default::default(),
         ema: None,
+        precision: Default::default(),
     };
     let mut trainer = Trainer::new(m.clone(), &cfg).unwrap();
     trainer.set_loss(focal()).unwrap();

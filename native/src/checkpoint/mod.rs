@@ -21,9 +21,14 @@ pub struct F32Tensor {
 }
 
 impl F32Tensor {
-    /// Copies a tensor's values out (converted to contiguous float32 on the CPU).
+    /// Copies a tensor's values out (converted to contiguous float32 on the CPU; a CUDA tensor
+    /// is copied to the host first).
     pub fn from_tensor(t: &Tensor) -> Result<Self> {
-        let t = t.f_detach()?.f_to_kind(Kind::Float)?.f_contiguous()?;
+        let mut t = t.f_detach()?;
+        if t.device() != tch::Device::Cpu {
+            t = t.f_to_device(tch::Device::Cpu)?;
+        }
+        let t = t.f_to_kind(Kind::Float)?.f_contiguous()?;
         let numel = t.numel();
         let mut data = vec![0f32; numel];
         t.f_copy_data(&mut data, numel)?;

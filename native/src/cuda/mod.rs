@@ -1,6 +1,12 @@
-//! CUDA device discovery through the driver API, loaded dynamically by cudarc, so the library
-//! builds and runs with no CUDA installed. libtorch's own CUDA functions are never called: the
-//! CPU build's CUDA dependencies are stripped.
+//! CUDA: device discovery through the driver API (loaded dynamically by cudarc, so the library
+//! builds and runs with no CUDA installed), libtorch's CUDA half loaded at run time from the
+//! folder of the loaded libtorch ([`torch_cuda`]), and the ATen calls tch does not bind
+//! ([`ops`]: autocast with a dtype, TF32, multi-tensor clip and fused Adam).
+
+pub mod ops;
+pub mod torch_cuda;
+
+pub use torch_cuda::DeviceSpec;
 
 use serde::Serialize;
 

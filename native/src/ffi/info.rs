@@ -53,9 +53,13 @@ fn library_path() -> Option<String> {
 }
 
 /// The info JSON: abi, torch version, threads, mkldnn, CUDA devices (via the driver) or the
-/// reason there are none, and the library path.
+/// reason there are none, the library path, the loaded libtorch (its folder, whether it is a CUDA
+/// build, whether its CUDA part is loaded) and the CUDA devices a model can use, or why none.
 pub fn info_json() -> String {
+    use crate::cuda::torch_cuda;
     let (devices, cuda_error) = crate::cuda::list_devices();
+    let lib = torch_cuda::torch_lib();
+    let (usable, reason) = torch_cuda::usable_devices();
     json!({
         "abi": ABI_VERSION,
         "torch": env!("HN_TORCH_VERSION"),
@@ -64,13 +68,21 @@ pub fn info_json() -> String {
         "cuda_devices": devices,
         "cuda_error": cuda_error,
         "library_path": library_path(),
+        "torch_lib": {
+            "lib_dir": lib.lib_dir.map(|d| d.display().to_string()),
+            "cuda_build": lib.cuda_build,
+            "cuda_loaded": torch_cuda::load().is_ok(),
+        },
+        "cuda_usable": {"devices": usable, "reason": reason},
     })
     .to_string()
 }
 
 ffi_fn! {
-    /// Writes the info JSON (`{"abi":1,"torch":"2.11.0","threads":..,"mkldnn":..,
-    /// "cuda_devices":[..],"cuda_error":null|"..","library_path":".."}`) to `buf`.
+    /// Writes the info JSON (`{"abi":6,"torch":"2.11.0","threads":..,"mkldnn":..,
+    /// "cuda_devices":[..],"cuda_error":null|"..","library_path":"..","torch_lib":{"lib_dir":..,
+    /// "cuda_build":b,"cuda_loaded":b},"cuda_usable":{"devices":[0,..],"reason":null|".."}}`) to
+    /// `buf`.
     /// `out_len` (non-null) receives the needed size; `HN_ERR_BUFFER_TOO_SMALL` if `cap` is
     /// smaller. Thread-safe. The caller owns both buffers.
     fn hn_info_json(buf: *mut u8, cap: usize, out_len: *mut usize) {
@@ -87,6 +99,14 @@ ffi_fn! {
         }
         tch::set_num_threads(n);
         Ok(())
+    }
+}
+
+ffi_fn! {
+    /// TF32 in cuBLAS matmuls and cuDNN convolutions on (`on != 0`) or off (the default),
+    /// process-wide, for every model; no effect on the CPU. Thread-safe.
+    fn hn_set_tf32(on: i32) {
+        crate::cuda::ops::set_tf32(on != 0)
     }
 }
 

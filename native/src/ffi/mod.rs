@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 /// Version of this ABI; `ts/native/ffi.ts` refuses a library with another. Bump it whenever a
 /// signature changes.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// Handles made and not yet freed, process-wide (all handle types together).
 static LIVE_HANDLES: AtomicU64 = AtomicU64::new(0);
@@ -385,7 +385,9 @@ pub unsafe fn write_tensor(t: &tch::Tensor, out: *mut f32, out_len: usize, what:
     }
     // SAFETY: per the contract.
     let dst = unsafe { slice_mut(out, out_len, what) }?;
-    t.f_to_kind(tch::Kind::Float)?.f_contiguous()?.f_copy_data(dst, numel)?;
+    // A CUDA tensor comes to the host first (copy_data reads host memory).
+    let host = if t.device() == tch::Device::Cpu { t.shallow_clone() } else { t.f_to_device(tch::Device::Cpu)? };
+    host.f_to_kind(tch::Kind::Float)?.f_contiguous()?.f_copy_data(dst, numel)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use super::info::parse_json;
 use super::{handle, input_batch, out, str_arg, write_str, write_tensor, ErrorSlot, HasErrorSlot};
 use crate::checkpoint;
+use crate::cuda::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::model::{lock, FpnMode, HybridNet, HybridNetConfig, KernelOptions, SharedModel};
 use crate::{declare_own, ffi_fn};
@@ -43,8 +44,11 @@ pub struct ModelJson {
     pub fpn: FpnMode,
     /// Seed of the weight initialisation.
     pub seed: u64,
-    /// Kernel and layout choices, fixed for the model's life.
+    /// Kernel and layout choices, fixed for the model's life (on CUDA the CPU-only ones are
+    /// off, and describe reports them so).
     pub kernels: KernelOptions,
+    /// `"cpu"` or `"cuda:N"`: where the weights live and the forward runs.
+    pub device: DeviceSpec,
 }
 
 impl HnModel {
@@ -59,9 +63,11 @@ impl HnModel {
             kernels: j.kernels,
         };
         cfg.validate()?;
+        let device = crate::cuda::torch_cuda::device(j.device)?;
         tch::manual_seed(j.seed as i64);
-        let model = HybridNet::new(&cfg)?;
-        Ok(Self { model: Arc::new(Mutex::new(model)), config: j, last_error: ErrorSlot::default() })
+        let model = HybridNet::new_on(&cfg, device)?;
+        let config = ModelJson { kernels: model.config().kernels, ..j };
+        Ok(Self { model: Arc::new(Mutex::new(model)), config, last_error: ErrorSlot::default() })
     }
 
     /// The describe JSON: classes, `{name, shape}` per parameter in state_dict order, the config
@@ -79,8 +85,9 @@ impl HnModel {
 ffi_fn! {
     /// Creates a model from the JSON config `(cfg, cfg_len)`
     /// (`{"num_classes","input_channels","dropout_rate","fpn":"skip"|"seed","seed",
-    /// "kernels":{"fused_group_norm","conv_rewrites","channels_last"}}`, all required, unknown
-    /// fields rejected) and stores the handle in `*out` (non-null). The caller owns the handle
+    /// "kernels":{"fused_group_norm","conv_rewrites","channels_last"},"device":"cpu"|"cuda:N"}`,
+    /// all required, unknown fields rejected; a CUDA device that is not usable is `HN_ERR_CUDA`
+    /// with the reason) and stores the handle in `*out` (non-null). The caller owns the handle
     /// and frees it with `hn_model_free`. `cfg` is copied.
     fn hn_model_new(cfg: *const u8, cfg_len: usize, out_handle: *mut *mut HnModel) {
         // SAFETY: per this export's contract.

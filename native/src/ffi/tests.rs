@@ -72,7 +72,7 @@ fn new_model(json: &str) -> (i32, *mut HnModel) {
 const KERNELS: &str = r#""kernels":{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true}"#;
 const CFG: &str = concat!(
     r#"{"num_classes":3,"input_channels":1,"dropout_rate":0.0,"fpn":"skip","seed":0,"#,
-    r#""kernels":{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true}}"#
+    r#""kernels":{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true},"device":"cpu"}"#
 );
 
 /// `CFG` with `field` set to `value` (raw JSON).
@@ -107,6 +107,9 @@ fn model_exports_validate_their_arguments() {
         cfg_with("kernels", r#"{"fused_group_norm":true,"conv_rewrites":true}"#),
         cfg_with("kernels", r#"{"fused_group_norm":true,"conv_rewrites":true,"channels_last":true,"cuda":true}"#),
         cfg_with("kernels", r#"{"fused_group_norm":1,"conv_rewrites":true,"channels_last":true}"#),
+        CFG.replace(r#","device":"cpu""#, ""),
+        cfg_with("device", r#""cuda""#),
+        cfg_with("device", r#""gpu:0""#),
         "{".to_string(),
     ] {
         let bad = bad.as_str();
@@ -115,6 +118,11 @@ fn model_exports_validate_their_arguments() {
         assert!(m.is_null());
     }
     assert_eq!(unsafe { hn_model_new(CFG.as_ptr(), CFG.len(), null_mut()) }, HN_ERR_INVALID_ARG);
+    // A CUDA device that is not usable is HN_ERR_CUDA with the reason, never a panic.
+    let (usable, _) = crate::cuda::torch_cuda::usable_devices();
+    let (code, m) = new_model(&cfg_with("device", &format!("\"cuda:{}\"", usable.len())));
+    assert_eq!(code, HN_ERR_CUDA);
+    assert!(m.is_null());
     let (code, m) = new_model(CFG);
     assert_eq!(code, HN_OK);
     let mut count = 0u64;
@@ -184,7 +192,7 @@ fn describe_gives_back_the_decoded_configs() {
                 "kind": "adamw", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
                 "momentum": 0.9, "nesterov": false, "fused": false
             },
-            "clip_grad_norm": null, "seed": 3, "trainable": "all", "ema": null
+            "clip_grad_norm": null, "seed": 3, "trainable": "all", "ema": null, "precision": "fp32"
         },
         "steps": 0,
         "fused_steps": 0,

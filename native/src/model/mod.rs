@@ -100,6 +100,7 @@ impl HybridNetConfig {
 #[derive(Debug)]
 pub struct HybridNet {
     cfg: HybridNetConfig,
+    device: Device,
     kernels: Kernels,
     /// Owns the variables; kept so the store outlives every layer.
     _vs: nn::VarStore,
@@ -117,7 +118,20 @@ impl HybridNet {
     /// Builds and initialises the model on the CPU, drawing from the global torch generator
     /// (seed it with `tch::manual_seed` first for reproducible weights).
     pub fn new(cfg: &HybridNetConfig) -> Result<Self> {
+        Self::new_on(cfg, Device::Cpu)
+    }
+
+    /// Builds the model as [`HybridNet::new`] does (same weights for the same seed: they are
+    /// drawn on the CPU) and moves its variables to `device`. On CUDA the CPU-only kernel
+    /// options (fused GroupNorm, conv rewrites) are turned off, so cuDNN and ATen run every
+    /// layer; `channels_last` then means a channels-last input (cuDNN keeps that layout).
+    pub fn new_on(cfg: &HybridNetConfig, device: Device) -> Result<Self> {
         cfg.validate()?;
+        let mut cfg = cfg.clone();
+        if device != Device::Cpu {
+            cfg.kernels = KernelOptions { fused_group_norm: false, conv_rewrites: false, ..cfg.kernels };
+        }
+        let cfg = &cfg;
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let k = &Kernels::new(cfg.kernels);
@@ -136,14 +150,39 @@ impl HybridNet {
         let attention = attention::MultiScaleAttention::new(&(&root / "attention"), s3, k)?;
         let fpn = fpn::Fpn::new(&(&root / "fpn"), s1, s2, s3, FPN_CHANNELS, k)?;
         let classifier = classifier::Classifier::new(&(&root / "classifier"), s3, cfg.num_classes, k)?;
+        if device != Device::Cpu {
+            let _guard = tch::no_grad_guard();
+            for (_, mut var) in vs.variables() {
+                let moved = var.f_to_device(device)?;
+                var.f_set_data(&moved)?;
+            }
+        }
         let params = ordered_params(&vs)?;
         let kernels = k.clone();
-        Ok(Self { cfg: cfg.clone(), kernels, _vs: vs, params, conv1, dense1, trans1, res_blocks, attention, fpn, classifier })
+        Ok(Self { cfg: cfg.clone(), device, kernels, _vs: vs, params, conv1, dense1, trans1, res_blocks, attention, fpn, classifier })
     }
 
     /// The configuration the model was built with.
     pub fn config(&self) -> &HybridNetConfig {
         &self.cfg
+    }
+
+    /// Where the parameters live.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// `x` on the model's device: the tensor itself on the CPU; on CUDA an upload (non-blocking
+    /// where the source allows), channels-last when that option is on.
+    fn upload(&self, x: &Tensor) -> Result<Tensor> {
+        if self.device == Device::Cpu {
+            return Ok(x.shallow_clone());
+        }
+        let x = x.f_to_device_(self.device, Kind::Float, true, false)?;
+        if self.kernels.take(Kernel::ChannelsLast, x.dim() == 4) {
+            return layout::to_channels_last(&x);
+        }
+        Ok(x)
     }
 
     /// How many times each kernel option's path has run in this model's forwards.
@@ -193,6 +232,7 @@ impl HybridNet {
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
         let n = x.size().first().copied().unwrap_or(0);
+        let x = &self.upload(x)?;
         let x = self.conv1.forward(x)?;
         let x = self.dense1.forward(&x)?;
         let c1 = self.stage_layout(self.trans1.forward(&x)?)?;

@@ -106,11 +106,11 @@ impl LossConfig {
         let mut z = logits.shallow_clone();
         if let Some(mask) = &self.class_mask {
             let excluded: Vec<bool> = mask.iter().map(|&m| m == 0).collect();
-            let excluded = Tensor::f_from_slice(&excluded)?.f_view([1, *c])?;
+            let excluded = Tensor::f_from_slice(&excluded)?.f_view([1, *c])?.f_to_device(logits.device())?;
             z = z.f_masked_fill(&excluded, f64::NEG_INFINITY)?;
         }
         let idx: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
-        let idx = Tensor::f_from_slice(&idx)?.f_view([*n, 1])?;
+        let idx = Tensor::f_from_slice(&idx)?.f_view([*n, 1])?.f_to_device(logits.device())?;
         let logp_t = z.f_log_softmax(1, Kind::Float)?.f_gather(1, &idx, false)?.f_view([*n])?;
         let mut per_sample = logp_t.f_neg()?;
         if self.kind == LossKind::Focal && self.gamma != 0.0 {
@@ -120,7 +120,7 @@ impl LossConfig {
         }
         if let Some(alpha) = &self.alpha {
             let a: Vec<f32> = targets.iter().map(|&t| alpha.get(t as usize).copied().unwrap_or(1.0) as f32).collect();
-            per_sample = per_sample.f_mul(&Tensor::f_from_slice(&a)?)?;
+            per_sample = per_sample.f_mul(&Tensor::f_from_slice(&a)?.f_to_device(logits.device())?)?;
         }
         Ok(per_sample.f_mean(Kind::Float)?)
     }

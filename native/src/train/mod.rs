@@ -12,4 +12,4 @@ pub mod trainer;
 pub use ema::{Ema, EmaConfig};
 pub use loss::{LossConfig, LossKind};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
-pub use trainer::{Trainer, TrainerConfig};
+pub use trainer::{Precision, Trainer, TrainerConfig};

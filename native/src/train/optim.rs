@@ -195,10 +195,14 @@ impl Optimizer {
 
     /// Clips the gradients to `max_norm` (if given) and updates every parameter that has one;
     /// returns the total gradient L2 norm before clipping. With `fused`, Adam and AdamW on CPU
-    /// float32 run as one pass (`fused_adam.rs`); everything else takes the tensor path.
+    /// float32 run as one pass (`fused_adam.rs`), on CUDA as ATen's fused multi-tensor kernels;
+    /// everything else takes the tensor path.
     pub fn step_clipped(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<f64> {
         if self.cfg.fused && matches!(self.cfg.kind, OptimizerKind::Adam | OptimizerKind::Adamw) {
             if let Some(norm) = self.fused_step(params, max_norm)? {
+                return Ok(norm);
+            }
+            if let Some(norm) = self.device_fused_step(params, max_norm)? {
                 return Ok(norm);
             }
         }
@@ -268,6 +272,56 @@ impl Optimizer {
         Ok(Some(norm.unwrap_or_else(|| sumsq.sqrt())))
     }
 
+    /// Adam/AdamW on CUDA float32 parameters as ATen's multi-tensor passes (`csrc/cuda_ops.cpp`):
+    /// one `_foreach_norm` for the norm and the clip (computed on the device), one
+    /// `_fused_adam(w)_`. `None` (nothing changed) when a parameter is not CUDA float32. The
+    /// returned norm is read back from the device.
+    fn device_fused_step(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<f64>> {
+        use crate::cuda::ops;
+        let _guard = tch::no_grad_guard();
+        let mut live = Vec::new();
+        for (name, p) in params {
+            let g = p.f_grad()?;
+            if g.defined() {
+                live.push((name, p, g));
+            }
+        }
+        let on_cuda = |t: &Tensor| t.device().is_cuda() && t.kind() == tch::Kind::Float;
+        if live.is_empty() || !live.iter().all(|(_, p, g)| on_cuda(p) && on_cuda(g)) {
+            return Ok(None);
+        }
+        let grads: Vec<&Tensor> = live.iter().map(|(_, _, g)| g).collect();
+        let norm = ops::foreach_clip(&grads, max_norm)?;
+        let (mut ms, mut vs, mut steps) = (Vec::new(), Vec::new(), Vec::new());
+        // One step-count tensor per distinct count and device (the kernel only reads them).
+        let mut step_tensors: HashMap<(u64, tch::Device), Tensor> = HashMap::new();
+        for (name, p, _) in &live {
+            let st = self.state.entry((*name).clone()).or_default();
+            ms.push(buffer(st, "exp_avg", p)?.shallow_clone());
+            vs.push(buffer(st, "exp_avg_sq", p)?.shallow_clone());
+            let key = (st.step + 1, p.device());
+            if !step_tensors.contains_key(&key) {
+                step_tensors.insert(key, Tensor::f_full([] as [i64; 0], key.0 as f64, (tch::Kind::Float, key.1))?);
+            }
+            steps.push(step_tensors.get(&key).map(Tensor::shallow_clone).ok_or_else(|| Error::State("step tensor".into()))?);
+        }
+        let cfg = &self.cfg;
+        let args = ops::AdamArgs { lr: cfg.lr, betas: cfg.betas, weight_decay: cfg.weight_decay, eps: cfg.eps, adamw: cfg.kind == OptimizerKind::Adamw };
+        let ps: Vec<&Tensor> = live.iter().map(|(_, p, _)| *p).collect();
+        fn refs(v: &[Tensor]) -> Vec<&Tensor> {
+            v.iter().collect()
+        }
+        ops::fused_adam_step(&ps, &grads, &refs(&ms), &refs(&vs), &refs(&steps), args)?;
+        for (name, _, _) in &live {
+            if let Some(st) = self.state.get_mut(name.as_str()) {
+                st.step += 1;
+            }
+        }
+        self.steps += 1;
+        self.fused_steps += 1;
+        Ok(Some(norm.f_double_value(&[])?))
+    }
+
     /// One update of every parameter that has a gradient with tensor ops (runs under `no_grad`).
     fn tensor_step(&mut self, params: &[(String, Tensor)]) -> Result<()> {
         let _guard = tch::no_grad_guard();
@@ -330,6 +384,7 @@ impl Optimizer {
             None => BTreeMap::new(),
         };
         let shapes: HashMap<&str, Vec<i64>> = params.iter().map(|(n, t)| (n.as_str(), t.size())).collect();
+        let devices: HashMap<&str, tch::Device> = params.iter().map(|(n, t)| (n.as_str(), t.device())).collect();
         let mut state: HashMap<String, ParamState> = HashMap::new();
         for (name, t) in tensors {
             let (buf, param) = name.split_once('.').ok_or_else(|| ck(format!("unexpected tensor {name}")))?;
@@ -341,7 +396,12 @@ impl Optimizer {
             }
             let st = state.entry(param.to_string()).or_default();
             st.step = param_steps.get(param).copied().unwrap_or(steps);
-            st.buffers.insert(buf, t.to_tensor()?);
+            let device = devices.get(param).copied().unwrap_or(tch::Device::Cpu);
+            let mut t = t.to_tensor()?;
+            if device != tch::Device::Cpu {
+                t = t.f_to_device(device)?;
+            }
+            st.buffers.insert(buf, t);
         }
         for (param, st) in &state {
             for buf in self.cfg.kind.state_names() {

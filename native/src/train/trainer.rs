@@ -33,6 +33,22 @@ pub struct TrainerConfig {
     /// Exponential moving average of the trained parameters; `None` (the default): off.
     #[serde(default)]
     pub ema: Option<EmaConfig>,
+    /// Arithmetic of the train-mode forward (weights, gradients, optimizer state stay float32).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// The arithmetic of the train-mode forward and loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 everywhere (the default).
+    #[default]
+    Fp32,
+    /// bfloat16 autocast on the model's device type (`torch.autocast(device, torch.bfloat16)`):
+    /// convolutions and matmuls run in bfloat16, ATen keeps its float32 ops in float32; the logits
+    /// come out as float32, so the loss and everything after it are float32.
+    Bf16,
 }
 
 /// The parameters a trainer updates.
@@ -88,6 +104,7 @@ pub struct Trainer {
     pending: Option<Tensor>,
     trainable: Trainable,
     ema: Option<Ema>,
+    precision: Precision,
 }
 
 impl Trainer {
@@ -111,6 +128,7 @@ impl Trainer {
             pending: None,
             trainable: cfg.trainable,
             ema: cfg.ema.clone().map(Ema::new).transpose()?,
+            precision: cfg.precision,
         })
     }
 
@@ -196,7 +214,7 @@ impl Trainer {
             return Err(Error::invalid("dlogits contain NaN or Inf"));
         }
         let logits = self.pending.take().ok_or_else(|| Error::State("no pending forward".into()))?;
-        let grad = Tensor::f_from_slice(dlogits)?.f_view(logits.size().as_slice())?;
+        let grad = Tensor::f_from_slice(dlogits)?.f_view(logits.size().as_slice())?.f_to_device(logits.device())?;
         let shared = self.model.clone();
         let _model = lock(&shared);
         // d/dlogits of sum(logits * g) is exactly g: this is `logits.backward(g)`.
@@ -211,10 +229,20 @@ impl Trainer {
     }
 
     /// The train-mode forward for this trainer's [`Trainable`] setting.
+    /// Under `bf16` it runs in an autocast region that ends with the float32 cast of the logits,
+    /// so the loss (computed from them) and the backward are float32 either way.
     fn forward_for_training(&self, model: &crate::model::HybridNet, x: &Tensor) -> Result<Tensor> {
-        match self.trainable {
-            Trainable::All => model.forward_t(x, true),
-            Trainable::Head => model.forward_head_train(x),
+        let _autocast = match self.precision {
+            Precision::Bf16 => Some(crate::cuda::ops::Autocast::bf16(model.device())?),
+            Precision::Fp32 => None,
+        };
+        let logits = match self.trainable {
+            Trainable::All => model.forward_t(x, true)?,
+            Trainable::Head => model.forward_head_train(x)?,
+        };
+        match self.precision {
+            Precision::Bf16 => Ok(logits.f_to_kind(Kind::Float)?),
+            Precision::Fp32 => Ok(logits),
         }
     }
 
