@@ -7,7 +7,9 @@
  * MALLOC_TRIM_THRESHOLD_=64 GiB: the one to beat). The native library sets the equivalent itself.
  * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement) --min-steps 3
  * (timed steps per measurement at least) --rounds 1 (interleaved passes; each column reports its
- * median). Each measurement reports img/s from its median step time.
+ * median) --precision fp32,bf16 (train steps in each arithmetic: ours with `train.precision`, the
+ * peer under `torch.autocast("cpu", dtype=torch.bfloat16)`; inference rows are fp32 only). Each
+ * measurement reports img/s from its median step time.
  */
 import { ffiOverhead, nativeInfo } from "../ts/mod.ts";
 import { createPlugin } from "../ts/pipeline/registry.ts";
@@ -24,6 +26,11 @@ const batches = arg("batches", "32,128").split(",").map(Number);
 const budget = Number(arg("budget", "3"));
 const rounds = Number(arg("rounds", "1"));
 const minSteps = Number(arg("min-steps", "3"));
+type Precision = "fp32" | "bf16";
+const precisions = arg("precision", "fp32").split(",").map((p) => {
+  if (p !== "fp32" && p !== "bf16") throw new Error(`--precision takes fp32 and/or bf16, got ${p}`);
+  return p as Precision;
+});
 
 function median(xs: (number | null)[]): number | null {
   const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
@@ -71,12 +78,13 @@ async function native(
   fpn: "skip" | "seed",
   size: number,
   batch: number,
+  precision: Precision = "fp32",
 ): Promise<number> {
   // the session's data-free core: the same model, trainer and step as a run, with no config or data
   const session = await TrainSession.open({
     device: "cpu",
     model: { numClasses: 8, fpn, seed: 0 },
-    trainer: mode === "train" ? { optimizer: { kind: "adam", lr: 1e-4 } } : null,
+    trainer: mode === "train" ? { optimizer: { kind: "adam", lr: 1e-4 }, precision } : null,
   });
   try {
     const { x, y } = randomBatch(batch, size, 1);
@@ -98,7 +106,13 @@ async function native(
   }
 }
 
-async function peer(mode: string, size: number, batch: number, tuned: boolean): Promise<number | null> {
+async function peer(
+  mode: string,
+  size: number,
+  batch: number,
+  tuned: boolean,
+  precision: Precision = "fp32",
+): Promise<number | null> {
   if (!torch.python) return null;
   const out = await new Deno.Command(torch.python, {
     args: [
@@ -109,6 +123,7 @@ async function peer(mode: string, size: number, batch: number, tuned: boolean): 
       String(threads),
       String(budget),
       String(minSteps),
+      precision,
     ],
     env: tuned ? TUNED : {},
     stdout: "piped",
@@ -124,7 +139,11 @@ const rows: string[] = [];
 console.error(`threads ${threads}; torch ${torch.version}; budget ${budget}s per cell`);
 for (const size of sizes) {
   for (const batch of batches) {
-    for (const mode of ["train", "infer"] as const) {
+    const cells = [
+      ...precisions.map((p) => ["train", p] as const),
+      ["infer", "fp32"] as const,
+    ];
+    for (const [mode, precision] of cells) {
       // `rounds` interleaved passes, median per column: this VM drifts by tens of percent between
       // minutes, so alternating the contenders and taking medians keeps the ratios honest
       const got: Record<"skip" | "seed" | "tuned" | "asIs", (number | null)[]> = {
@@ -134,18 +153,18 @@ for (const size of sizes) {
         asIs: [],
       };
       for (let k = 0; k < rounds; k++) {
-        got.skip.push(await native(mode, "skip", size, batch));
-        got.tuned.push(await peer(mode, size, batch, true));
-        got.seed.push(await native(mode, "seed", size, batch));
-        got.asIs.push(await peer(mode, size, batch, false));
+        got.skip.push(await native(mode, "skip", size, batch, precision));
+        got.tuned.push(await peer(mode, size, batch, true, precision));
+        got.seed.push(await native(mode, "seed", size, batch, precision));
+        got.asIs.push(await peer(mode, size, batch, false, precision));
       }
       const skip = median(got.skip)!,
         seed = median(got.seed)!,
         tuned = median(got.tuned),
         asIs = median(got.asIs);
-      const row = `| ${size} | ${batch} | ${mode} | ${f(skip)} | ${f(seed)} | ${f(tuned)} | ${f(asIs)} | ${
-        r(skip, tuned)
-      } | ${r(seed, tuned)} | ${r(skip, asIs)} |`;
+      const row = `| ${size} | ${batch} | ${mode} | ${precision} | ${f(skip)} | ${f(seed)} | ${f(tuned)} | ${
+        f(asIs)
+      } | ${r(skip, tuned)} | ${r(seed, tuned)} | ${r(skip, asIs)} |`;
       console.error(row);
       rows.push(row);
     }
@@ -159,8 +178,8 @@ const lines = [
   "",
   `torch ${torch.version} (same libtorch for both), ${threads} threads, ${Deno.build.arch}, ${budget}s and at least ${minSteps} timed steps per measurement (img/s from the median step), median of ${rounds} interleaved round(s). img/s; ratios are native ÷ PyTorch measured in this run.`,
   "",
-  "| px | batch | step | native fpn=skip | native fpn=seed | PyTorch tuned | PyTorch as-is | skip ÷ tuned | seed ÷ tuned | skip ÷ as-is |",
-  "|---|---|---|---|---|---|---|---|---|---|",
+  "| px | batch | step | precision | native fpn=skip | native fpn=seed | PyTorch tuned | PyTorch as-is | skip ÷ tuned | seed ÷ tuned | skip ÷ as-is |",
+  "|---|---|---|---|---|---|---|---|---|---|---|",
   ...rows,
   "",
   `FFI overhead: ${ov.syncUs.toFixed(2)} µs per synchronous call (model and trainer calls are synchronous, ` +

@@ -1,10 +1,11 @@
 """PyTorch peer for `deno task bench:model`: the seed's own HybridNet in eager mode.
 
-`bench_peer.py MODE SIZE BATCH THREADS BUDGET_S [MIN_STEPS]` prints one JSON line
+`bench_peer.py MODE SIZE BATCH THREADS BUDGET_S [MIN_STEPS] [PRECISION]` prints one JSON line
 {"img_s": ..., "iters": ...}: img/s from the median step time over at least MIN_STEPS (default 3)
 timed steps and BUDGET_S seconds (at most 50 steps), after two warm-up steps, exactly as the native
 side of bench-model.ts measures. MODE is train (zero_grad, forward, focal loss gamma 1, backward,
-Adam lr 1e-4: the seed's step) or infer (eval, no_grad). The driver runs it
+Adam lr 1e-4: the seed's step) or infer (eval, no_grad). PRECISION bf16 runs the train step's forward
+and loss under torch.autocast("cpu", dtype=torch.bfloat16) (default fp32). The driver runs it
 with and without the tuned glibc allocator settings, so both peers come from this one script.
 """
 import json
@@ -19,6 +20,7 @@ from seed_model import focal_loss, load_seed_module  # noqa: E402
 
 mode, size, batch, threads, budget = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 min_steps = int(sys.argv[6]) if len(sys.argv) > 6 else 3
+bf16 = len(sys.argv) > 7 and sys.argv[7] == "bf16"
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 model = load_seed_module().HybridNet(num_classes=8)
@@ -31,7 +33,9 @@ def step() -> None:
     if mode == "train":
         model.train()
         opt.zero_grad()
-        focal_loss(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = focal_loss(model(x), y)
+        loss.backward()
         opt.step()
     else:
         model.eval()

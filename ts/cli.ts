@@ -107,7 +107,7 @@ function trainCommand(program: Command): void {
     .option("--data <dir>", "dataset folder (overrides the loader's root/dir)")
     .option("--set <key=value>", "override a config value (repeatable), e.g. train.epochs=2", collect, [])
     .option("--resume <runDir>", "continue a run from its last checkpoint")
-    .option("--device <device>", "cpu | cuda | auto")
+    .option("--device <device>", "auto | cpu | cuda | cuda:N")
     .option("--name <name>", "run name")
     .option("--out <dir>", "folder of the run folders", "runs")
     .option("--quiet", "no console log (train.log is still written)")

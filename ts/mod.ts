@@ -24,6 +24,7 @@ export {
   type NativeInfo,
   nativeInfo,
   setNumThreads,
+  setTf32,
 } from "./native/library.ts";
 export {
   type HybridNetOptions,

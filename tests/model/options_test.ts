@@ -27,6 +27,7 @@ Deno.test("model options: defaults fill every field of the hn_model_new JSON", (
     fpn: "skip",
     seed: 0,
     kernels: ALL_KERNELS,
+    device: "cpu",
   });
   assert.deepEqual(
     toNativeModelConfig(
@@ -45,8 +46,15 @@ Deno.test("model options: defaults fill every field of the hn_model_new JSON", (
       fpn: "seed",
       seed: 7,
       kernels: { ...ALL_KERNELS, conv_rewrites: false },
+      device: "cpu",
     },
   );
+  // On CUDA the CPU-only kernels are off whatever the options say (Rust turns them off too).
+  assert.deepEqual(toNativeModelConfig(HybridNetOptionsSchema.parse({ device: "cuda:1" })).kernels, {
+    fused_group_norm: false,
+    conv_rewrites: false,
+    channels_last: true,
+  });
 });
 
 Deno.test("model options: bad values fail with the path of the field", () => {
@@ -61,6 +69,9 @@ Deno.test("model options: bad values fail with the path of the field", () => {
     [{ dropoutRate: 1 }, "dropoutRate", "below 1"],
     [{ fpn: "full" }, "fpn", "skip|seed"],
     [{ seed: -1 }, "seed", "non-negative"],
+    [{ device: "cuda" }, "device", "the native layer takes cuda:N (the session resolves cuda)"],
+    [{ device: "auto" }, "device", "the session resolves auto"],
+    [{ device: "cuda:-1" }, "device", "an ordinal"],
     [{ numclasses: 8 }, "", "unknown keys rejected"],
   ];
   for (const [input, path, why] of rows) {
@@ -86,7 +97,10 @@ Deno.test("trainer options: nested defaults fill the hn_trainer_new JSON", () =>
     seed: 0,
     trainable: "all",
     ema: null,
+    precision: "fp32",
   });
+  assert.equal(toNativeTrainerConfig(TrainerOptionsSchema.parse({ precision: "bf16" })).precision, "bf16");
+  assert.throws(() => TrainerOptionsSchema.parse({ precision: "fp16" }));
   assert.equal(toNativeTrainerConfig(TrainerOptionsSchema.parse({ trainable: "head" })).trainable, "head");
   assert.deepEqual(toNativeTrainerConfig(TrainerOptionsSchema.parse({ ema: {} })).ema, {
     decay: 0.999,

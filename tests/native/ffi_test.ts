@@ -20,7 +20,13 @@ Deno.test("handshake: the loaded library speaks this ABI version", () => {
 Deno.test("nativeInfo parses hn_info_json", () => {
   const info = nativeInfo();
   assert.equal(info.abi, ABI_VERSION);
-  assert.equal(typeof info.torch, "string");
+  assert.match(info.torchVersion, /^\d+\.\d+\.\d+$/);
+  assert.equal(typeof info.torch.libDir, "string");
+  assert.equal(typeof info.torch.cudaBuild, "boolean");
+  assert.equal(typeof info.torch.cudaLoaded, "boolean");
+  assert.ok(Array.isArray(info.cudaUsable.devices));
+  // no usable device always comes with the reason, and a usable one with none
+  assert.equal(info.cudaUsable.devices.length === 0, info.cudaUsable.reason !== null);
   assert.ok(info.threads >= 1, `threads = ${info.threads}`);
   assert.equal(typeof info.mkldnn, "boolean");
   assert.ok(Array.isArray(info.cuda_devices));

@@ -41,7 +41,7 @@ Deno.test("config: defaults are filled from the DEFAULT_* constants", async () =
     assert.equal(c.train.epochs, DEFAULT_EPOCHS);
     assert.equal(c.train.batchSize, DEFAULT_BATCH_SIZE);
     assert.equal(c.train.bestMetric, DEFAULT_BEST_METRIC);
-    assert.equal(c.device, "cpu");
+    assert.equal(c.device, "auto", "auto stays as written: the session resolves it");
     assert.equal(c.baseDir, dir);
     assert.deepEqual(c.data.imageSize, [128, 128]);
     assert.ok(c.data.cacheDir.startsWith("/"), "cacheDir is absolute");

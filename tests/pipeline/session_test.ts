@@ -5,6 +5,7 @@ import { scheduleOf, sessionSpec, type StepPosition, TrainSession } from "../../
 import { batchStream } from "../../ts/pipeline/data.ts";
 import type { Loss } from "../../ts/pipeline/types.ts";
 import { configIn, syntheticYaml } from "./helpers.ts";
+import { hasCuda, noCudaReason } from "../gpu/has_cuda.ts";
 
 /** A loss plugin wrapper that counts its TS `compute` calls. */
 function counting(loss: Loss): Loss & { calls: number } {
@@ -88,14 +89,21 @@ Deno.test("session: an inference-only session refuses to train", async () => {
   }
 });
 
-Deno.test("session: device cuda is refused for every command, naming the config path", async () => {
+Deno.test({
+  name: "session: device cuda without a usable GPU is one ConfigError on device, naming what is missing",
+  ignore: hasCuda,
+}, async () => {
   const dir = await Deno.makeTempDir();
   try {
     const config = await configIn(dir, syntheticYaml(), ["device=cuda"]);
     assert.throws(
       () => sessionSpec(config, 4),
-      (err) => err instanceof ConfigError && /device — is "cuda"/.test(err.message),
+      (err) =>
+        err instanceof ConfigError && /device — is "cuda", but CUDA is not usable here: /.test(err.message) &&
+        err.message.includes(noCudaReason ?? "?"),
     );
+    const auto = await configIn(dir, syntheticYaml(), ["device=auto"]);
+    assert.equal(sessionSpec(auto, 4).device, "cpu");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -45,6 +45,9 @@ export const KernelOptionsSchema = z.object({
 
 export type KernelOptions = z.infer<typeof KernelOptionsSchema>;
 
+/** A model's device as the native layer takes it: `cpu` or `cuda:N` (auto/cuda are resolved above). */
+export const DeviceSchema = z.string().regex(/^(cpu|cuda:\d+)$/, 'use "cpu" or "cuda:N" (N = 0, 1, ...)');
+
 /** HybridNet architecture. `fpn: "skip"` skips the FPN maps the seed computes and discards. */
 export const HybridNetOptionsSchema = z.object({
   numClasses: z.number().int().min(2).max(MAX_CLASSES).default(DEFAULT_NUM_CLASSES),
@@ -53,6 +56,8 @@ export const HybridNetOptionsSchema = z.object({
   fpn: z.enum(["skip", "seed"]).default("skip"),
   kernels: KernelOptionsSchema.prefault({}),
   seed: SeedSchema.default(0),
+  /** where the weights live: the CPU, or CUDA device N (its CPU-only kernel options are then off) */
+  device: DeviceSchema.default("cpu"),
 }).strict();
 
 /** Parsed HybridNet options (every field present). */
@@ -115,6 +120,8 @@ export const TrainerOptionsSchema = z.object({
   trainable: z.enum(["all", "head"]).default("all"),
   /** null: no EMA */
   ema: EmaOptionsSchema.nullable().default(null),
+  /** "bf16": bfloat16 autocast around the train-mode forward and loss; weights stay float32 */
+  precision: z.enum(["fp32", "bf16"]).default("fp32"),
 }).strict();
 
 export type TrainerOptions = z.infer<typeof TrainerOptionsSchema>;
@@ -128,11 +135,13 @@ export function toNativeModelConfig(o: HybridNetOptions): NativeModelConfig {
     dropout_rate: o.dropoutRate,
     fpn: o.fpn,
     seed: o.seed,
+    // The fused GroupNorm and the conv rewrites are CPU kernels: off on CUDA (Rust agrees).
     kernels: {
-      fused_group_norm: o.kernels.fusedGroupNorm,
-      conv_rewrites: o.kernels.convRewrites,
+      fused_group_norm: o.kernels.fusedGroupNorm && o.device === "cpu",
+      conv_rewrites: o.kernels.convRewrites && o.device === "cpu",
       channels_last: o.kernels.channelsLast,
     },
+    device: o.device,
   };
 }
 
@@ -154,5 +163,6 @@ export function toNativeTrainerConfig(o: TrainerOptions): NativeTrainerConfig {
     seed: o.seed,
     trainable: o.trainable,
     ema: o.ema === null ? null : { decay: o.ema.decay, warmup_steps: o.ema.warmupSteps },
+    precision: o.precision,
   };
 }

@@ -23,6 +23,8 @@ export interface NativeModelConfig {
   fpn: "skip" | "seed";
   seed: number;
   kernels: NativeKernelsConfig;
+  /** "cpu" or "cuda:N": where the weights live (on CUDA the CPU-only kernels are off) */
+  device: string;
 }
 
 /** `optimizer` of the `hn_trainer_new` JSON. */
@@ -45,6 +47,8 @@ export interface NativeTrainerConfig {
   trainable: "all" | "head";
   /** moving average of the trained weights; null: off */
   ema: NativeEmaConfig | null;
+  /** arithmetic of the train-mode forward: float32, or bfloat16 autocast (weights stay float32) */
+  precision: "fp32" | "bf16";
 }
 
 /** The `ema` object of the `hn_trainer_new` JSON (warm-up rule: native/src/train/ema.rs). */

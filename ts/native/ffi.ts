@@ -29,7 +29,7 @@ import { NativeError } from "./errors.ts";
  * The ABI this TS side speaks. Bump together with `native/src/ffi/mod.rs` whenever a signature or
  * a JSON contract of docs/ABI.md changes.
  */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 /** A native handle: the object's address, owned by the TS wrapper that received it (0n is none). */
 export type Handle = bigint;
@@ -72,6 +72,13 @@ export const symbols = {
   hn_manual_seed: {
     parameters: [
       "u64", // seed: u64
+    ],
+    result: "i32",
+  },
+  /** TF32 in cuBLAS/cuDNN on or off, process-wide (default off; no effect on the CPU). */
+  hn_set_tf32: {
+    parameters: [
+      "i32", // on: i32 — nonzero: on
     ],
     result: "i32",
   },

@@ -7,8 +7,34 @@ import { getNative } from "./ffi.ts";
 import { check } from "./status.ts";
 import { encodeJson, readOutString } from "./strings.ts";
 
-/** What `hn_info_json` reports about the loaded library. */
+/** The libtorch the process runs on. */
+export interface TorchLibInfo {
+  /** folder of the loaded libtorch_cpu.so ("" if the loader could not tell) */
+  libDir: string;
+  /** whether that folder holds libtorch_cuda.so (a CUDA build of torch) */
+  cudaBuild: boolean;
+  /** whether libtorch's CUDA part is loaded (a driver lists a device and the build has CUDA) */
+  cudaLoaded: boolean;
+}
+
+/** Build and runtime facts of the loaded library (`hn_info_json`, docs/ABI.md). */
 export interface NativeInfo {
+  abi: number;
+  /** torch release the library was built against, e.g. "2.11.0" */
+  torchVersion: string;
+  threads: number;
+  mkldnn: boolean;
+  /** devices the CUDA driver lists (none without a driver) */
+  cuda_devices: unknown[];
+  /** why the driver lists none */
+  cuda_error: string | null;
+  library_path: string;
+  torch: TorchLibInfo;
+  /** the `cuda:N` ordinals a model can use, or why there are none */
+  cudaUsable: { devices: number[]; reason: string | null };
+}
+
+interface InfoJson {
   abi: number;
   torch: string;
   threads: number;
@@ -16,14 +42,31 @@ export interface NativeInfo {
   cuda_devices: unknown[];
   cuda_error: string | null;
   library_path: string;
+  torch_lib: { lib_dir: string | null; cuda_build: boolean; cuda_loaded: boolean };
+  cuda_usable: { devices: number[]; reason: string | null };
 }
 
 /** Build and runtime facts of the loaded library (parsed `hn_info_json`). */
 export function nativeInfo(): NativeInfo {
   const { hn_info_json } = getNative().symbols;
-  return JSON.parse(
+  const raw: InfoJson = JSON.parse(
     readOutString("hn_info_json", (buf, cap, outLen) => hn_info_json(buf, cap, outLen), check),
   );
+  const { torch, torch_lib: lib, cuda_usable: usable, ...rest } = raw;
+  return {
+    ...rest,
+    torchVersion: torch,
+    torch: { libDir: lib.lib_dir ?? "", cudaBuild: lib.cuda_build, cudaLoaded: lib.cuda_loaded },
+    cudaUsable: { devices: usable.devices, reason: usable.reason },
+  };
+}
+
+/**
+ * TF32 in CUDA matmuls and convolutions, process-wide (PyTorch's `allow_tf32` switches for cuBLAS
+ * and cuDNN). Off by default; no effect on the CPU.
+ */
+export function setTf32(on: boolean): void {
+  check(getNative().symbols.hn_set_tf32(on ? 1 : 0), "hn_set_tf32");
 }
 
 /** Sets libtorch's intra-op thread count. */

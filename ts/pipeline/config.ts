@@ -44,6 +44,8 @@ export { ConfigError, type ConfigIssue, formatIssues } from "./errors.ts";
 export const DEFAULT_NAME = "run";
 export const DEFAULT_SEED = 0;
 export const DEFAULT_DEVICE = "auto";
+/** The values `device` takes: auto, cpu, cuda (the first usable device) or cuda:N. */
+export const DEVICE_PATTERN = /^(auto|cpu|cuda|cuda:\d+)$/;
 export const DEFAULT_IMAGE_SIZE = 128;
 /** relative to the working directory (the project root when run through `deno task`) */
 export const DEFAULT_CACHE_DIR = ".cache/images";
@@ -105,6 +107,11 @@ const TrainSchema = z.object({
   evalEvery: z.number().int().min(1).default(DEFAULT_EVAL_EVERY),
   earlyStopping: EarlyStoppingSchema.nullable().default(null),
   bestMetric: z.string().min(1).default(DEFAULT_BEST_METRIC),
+  /**
+   * arithmetic of the train-mode forward and loss: fp32, or bf16 autocast on the session's device
+   * (weights, optimizer state and checkpoints stay float32)
+   */
+  precision: z.enum(["fp32", "bf16"]).default("fp32"),
   /** libtorch intra-op threads; null: libtorch's default */
   threads: z.number().int().min(1).nullable().default(null),
   /** caps the steps of an epoch (tests, smoke runs); null: the whole epoch */
@@ -119,7 +126,8 @@ export const RawConfigSchema = z.object({
   ),
   /** null: a random seed, written to the run's config.yaml */
   seed: z.number().int().min(0).max(2 ** 32 - 1).nullable().default(DEFAULT_SEED),
-  device: z.enum(["cpu", "cuda", "auto"]).default(DEFAULT_DEVICE),
+  /** auto: the first usable CUDA device, else the CPU; cuda: the first usable CUDA device (device.ts) */
+  device: z.string().regex(DEVICE_PATTERN, "use auto, cpu, cuda or cuda:N (N = 0, 1, ...)").default(DEFAULT_DEVICE),
   /** folder that relative paths in plugin options resolve against; default: the config file's folder */
   baseDir: z.string().min(1).optional(),
   data: z.object({
@@ -154,7 +162,7 @@ export type RawConfigInput = z.input<typeof RawConfigSchema>;
 
 export const ResolvedConfigSchema = RawConfigSchema.extend({
   seed: z.number().int().min(0).max(2 ** 32 - 1),
-  device: z.enum(["cpu", "cuda"]),
+  device: z.string().regex(DEVICE_PATTERN),
   baseDir: z.string().refine(isAbsolute, "must be an absolute path"),
   data: RawConfigSchema.shape.data.extend({
     imageSize: z.tuple([z.number().int().min(8), z.number().int().min(8)]),
@@ -228,8 +236,6 @@ export function parseYaml(text: string, file: string): Record<string, unknown> {
 export interface ResolveOptions {
   /** the file the config came from, for messages and relative paths */
   file: string;
-  /** used when `device: auto`; default: always "cpu" */
-  detectDevice?: () => "cpu" | "cuda";
 }
 
 function getAt(obj: Record<string, unknown>, path: string[]): unknown {
@@ -256,7 +262,8 @@ export async function resolveConfig(raw: unknown, opts: ResolveOptions): Promise
   const resolved: Record<string, unknown> = {
     ...c,
     seed: c.seed ?? Math.floor(Math.random() * 2 ** 32),
-    device: c.device === "auto" ? (opts.detectDevice?.() ?? "cpu") : c.device,
+    // auto and cuda stay as written: the session resolves them against the library (device.ts)
+    device: c.device,
     baseDir,
     data: {
       ...c.data,

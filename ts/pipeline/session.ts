@@ -115,8 +115,9 @@ export interface SpecOptions {
 /** The session spec of a run of `config` on a dataset of `numClasses` classes. */
 export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecOptions = {}): SessionSpec {
   const trainable = o.trainable ?? "all";
+  const device = resolveDevice(config.device);
   return {
-    device: resolveDevice(config.device),
+    device,
     model: {
       numClasses,
       inputChannels: config.data.channels,
@@ -124,6 +125,7 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
       fpn: config.model.fpn,
       kernels: config.model.kernels,
       seed: deriveSeed(config.seed, "model"),
+      device,
     },
     trainer: trainable === "none" ? null : {
       optimizer: { ...config.train.optimizer, lr: o.lr ?? baseLr(config) },
@@ -132,6 +134,7 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
       trainable,
       // cRT (head) writes its raw result, so an EMA there would only make its val disagree with it
       ema: trainable === "all" && o.ema !== false ? config.train.ema : null,
+      precision: config.train.precision,
     },
     weights: o.weights,
   };
@@ -243,9 +246,9 @@ export class TrainSession {
   /** The data-free core: builds the model (loading `spec.weights`) and its trainer. */
   static async open(spec: SessionSpec): Promise<TrainSession> {
     if (spec.weights !== undefined) await checkWeightsFile(spec.weights);
-    const model = spec.weights === undefined
-      ? createModel(spec.model)
-      : await loadModel(spec.weights, spec.model);
+    // The spec's device wins: every session's model lives where the session runs.
+    const options = { ...spec.model, device: spec.device };
+    const model = spec.weights === undefined ? createModel(options) : await loadModel(spec.weights, options);
     try {
       const trainer = spec.trainer === null ? null : createTrainer(model, spec.trainer);
       return new TrainSession(model, trainer, spec.device);
