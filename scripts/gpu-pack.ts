@@ -80,6 +80,12 @@ async function localModules(entries: string[]): Promise<string[]> {
         files.add(m.local);
       }
       if (m.error) throw new Error(`${entry}: ${m.specifier}: ${m.error}`);
+      // only the npm cache travels: a jsr: or https: import would fail offline there
+      if (/^(https?|jsr):/.test(m.specifier)) {
+        throw new Error(
+          `${entry} imports ${m.specifier}, which the pack cannot carry; use node: or npm: imports`,
+        );
+      }
     }
   }
   return [...files].sort();
@@ -186,8 +192,8 @@ export interface PackResult {
   files: { path: string; bytes: number }[];
 }
 
-/** Builds the pack into `dir` (replaced if it is a previous pack). */
-export async function buildPack(dir: string): Promise<PackResult> {
+/** Builds the pack into `dir` (replaced if it is a previous pack); throws above `limitBytes`. */
+export async function buildPack(dir: string, limitBytes = LIMIT_BYTES): Promise<PackResult> {
   if (!(await exists(LIB))) throw new Error(`${LIB} is missing: run deno task build:native`);
   if (!(await exists(SEED_MODEL))) throw new Error(`${SEED_MODEL} is missing (the PyTorch peer's model)`);
   if (await exists(dir)) {
@@ -259,9 +265,11 @@ export async function buildPack(dir: string): Promise<PackResult> {
   await Deno.writeTextFile(`${dir}/PACK.json`, JSON.stringify(manifest, null, 2) + "\n");
   const all = await listFiles(dir);
   const bytes = all.reduce((s, f) => s + f.bytes, 0);
-  if (bytes > LIMIT_BYTES) {
+  if (bytes > limitBytes) {
     throw new Error(
-      `the pack is ${(bytes / 2 ** 20).toFixed(1)} MiB, over the 64 MiB the device tool carries; ` +
+      `the pack is ${(bytes / 2 ** 20).toFixed(1)} MiB, over the ${
+        (limitBytes / 2 ** 20).toFixed(0)
+      } MiB the device tool carries; ` +
         `largest files: ${
           all.sort((a, b) => b.bytes - a.bytes).slice(0, 5).map((f) =>
             `${f.path} ${(f.bytes / 2 ** 20).toFixed(1)} MiB`
