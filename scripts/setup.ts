@@ -2,7 +2,13 @@
  * `deno task setup`: everything a fresh machine needs before `deno task train`: libtorch and the
  * native build (scripts/build-native.ts), and the embedded default data set, Fashion-MNIST from
  * the Debian package `dataset-fashion-mnist` (installed when we are root and apt-get exists).
+ *
+ * `deno task setup --cuda` (a machine with an NVIDIA driver; refused without one) first installs
+ * the project venv's torch with PyPI's CUDA wheels (~3 GB) and rebuilds the libtorch view from it,
+ * so the library runs on the real libtorch and its CUDA part instead of the CPU-only view.
  */
+import { chooseView, hasNvidiaDriver, installCudaTorch, prepareLibtorch } from "./lib/libtorch.ts";
+
 export const FASHION_DIR = "/usr/share/datasets/fashion-mnist";
 const APT = "apt-get install -y dataset-fashion-mnist";
 
@@ -29,7 +35,20 @@ async function sh(cmd: string[]): Promise<boolean> {
   }
 }
 
+/** `--cuda`: refuses without a driver; else installs the CUDA wheels and rebuilds the view. */
+async function setupCuda(): Promise<void> {
+  const choice = chooseView({ driver: hasNvidiaDriver(), cudaBuild: true, cudaFlag: true });
+  if (choice.refuse !== null) {
+    console.error(`[setup] ${choice.refuse}`);
+    Deno.exit(1);
+  }
+  const python = await installCudaTorch();
+  const view = await prepareLibtorch({ rebuild: true, python });
+  console.error(`[setup] libtorch ${view.version} from ${view.source}: ${view.why ?? choice.why}`);
+}
+
 if (import.meta.main) {
+  if (Deno.args.includes("--cuda")) await setupCuda();
   const build = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("./build-native.ts", import.meta.url).pathname],
     stdout: "inherit",

@@ -30,6 +30,8 @@ export interface Libtorch {
   /** Python with torch importable (through the stub on CPU), or null */
   python: string | null;
   cpuView: boolean;
+  /** why this view (`chooseView`); absent in READY files of older builds */
+  why?: string;
 }
 
 function log(msg: string): void {
@@ -93,6 +95,84 @@ export function hasNvidiaDriver(): boolean {
   } catch {
     return false;
   }
+}
+
+/** What setup and the build do with libtorch on this machine (`chooseView`). */
+export interface ViewChoice {
+  /** "cpu-only": copies of the CPU libraries without their CUDA entries; "full": every library as is */
+  view: "cpu-only" | "full";
+  /** install the project venv's torch with PyPI's CUDA wheels (nvidia-*) first (`setup --cuda`) */
+  installCudaWheels: boolean;
+  /** when set, refuse with this message and change nothing */
+  refuse: string | null;
+  /** one line for the log and `deno task info` */
+  why: string;
+}
+
+/**
+ * The libtorch view for a machine: `driver` (an NVIDIA driver is loaded), `cudaBuild` (the torch
+ * found is a CUDA build: it has libtorch_cuda.so), `cudaFlag` (`deno task setup --cuda`). A pure
+ * decision, so the table is unit-tested without a GPU or a 3 GB download.
+ */
+export function chooseView(f: { driver: boolean; cudaBuild: boolean; cudaFlag: boolean }): ViewChoice {
+  if (f.cudaFlag && !f.driver) {
+    return {
+      view: "cpu-only",
+      installCudaWheels: false,
+      refuse: "setup --cuda needs an NVIDIA driver and this machine has none (/proc/driver/nvidia/version " +
+        "is missing): install the driver first, or run `deno task setup` for the CPU-only build",
+      why: "no NVIDIA driver",
+    };
+  }
+  if (f.cudaFlag) {
+    return {
+      view: "full",
+      installCudaWheels: true,
+      refuse: null,
+      why: "setup --cuda with an NVIDIA driver: torch with its CUDA wheels, the real libtorch",
+    };
+  }
+  if (f.cudaBuild && !f.driver) {
+    return {
+      view: "cpu-only",
+      installCudaWheels: false,
+      refuse: null,
+      why: "a CUDA build of torch and no NVIDIA driver: its CUDA libraries cannot load here",
+    };
+  }
+  return {
+    view: "full",
+    installCudaWheels: false,
+    refuse: null,
+    why: f.cudaBuild
+      ? "a CUDA build of torch and an NVIDIA driver: the real libtorch"
+      : "a CPU build of torch: linked as is (no CUDA)",
+  };
+}
+
+/**
+ * Installs the project venv's torch with PyPI's CUDA wheels (~3 GB of nvidia-*), then reinstalls
+ * torch itself: on a CPU machine earlier the venv's libraries were replaced by the CPU-only copies.
+ */
+export async function installCudaTorch(): Promise<string> {
+  if ((await freeGiB(ROOT)) < 8) {
+    throw new Error(`less than 8 GiB free under ${ROOT}: torch with its CUDA wheels needs ~5 GiB installed`);
+  }
+  const python = Deno.env.get("HN_PYTHON") ?? "python3";
+  if (!(await exists(`${VENV}/bin/python`))) await run([python, "-m", "venv", VENV]);
+  const pip = [
+    `${VENV}/bin/python`,
+    "-m",
+    "pip",
+    "install",
+    "--disable-pip-version-check",
+    "--progress-bar",
+    "off",
+  ];
+  log(`installing torch==${TORCH_VERSION} with its CUDA wheels into ${VENV}`);
+  await run([...pip, `torch==${TORCH_VERSION}`, ...PY_DEPS]);
+  await run([...pip, "--force-reinstall", "--no-deps", `torch==${TORCH_VERSION}`]);
+  return `${VENV}/bin/python`;
 }
 
 async function freeGiB(dir: string): Promise<number> {
@@ -257,9 +337,14 @@ function stubSource(symbols: string[]): string {
   return lines.join("\n") + "\n";
 }
 
-export async function prepareLibtorch(): Promise<Libtorch> {
+/**
+ * The view of `native/.libtorch` (cached in its READY file). `rebuild` ignores the cache and
+ * `python` is asked first (setup --cuda: the venv it has just installed).
+ */
+export async function prepareLibtorch(o: { rebuild?: boolean; python?: string } = {}): Promise<Libtorch> {
   const ready = `${VIEW}/READY`;
-  if (await exists(ready)) {
+  if (o.python) Deno.env.set("HN_PYTHON", o.python);
+  if (!o.rebuild && await exists(ready)) {
     const info = JSON.parse(await Deno.readTextFile(ready)) as Libtorch;
     if (await exists(`${info.view}/lib/libtorch_cpu.so`)) return info;
   }
@@ -269,7 +354,9 @@ export async function prepareLibtorch(): Promise<Libtorch> {
     log(`warning: tch 0.24 expects libtorch 2.11.x, found ${t.version}`);
   }
   const isCudaBuild = await exists(`${t.lib}/libtorch_cuda.so`);
-  const cpuView = isCudaBuild && !hasNvidiaDriver();
+  const choice = chooseView({ driver: hasNvidiaDriver(), cudaBuild: isCudaBuild, cudaFlag: false });
+  log(`libtorch view: ${choice.view} (${choice.why})`);
+  const cpuView = choice.view === "cpu-only";
   await Deno.remove(VIEW, { recursive: true }).catch(() => {});
   await Deno.mkdir(`${VIEW}/lib`, { recursive: true });
   await Deno.symlink(t.include, `${VIEW}/include`);
@@ -298,7 +385,14 @@ export async function prepareLibtorch(): Promise<Libtorch> {
   if (t.python) {
     python = cpuView ? await preparePythonOnCpu(t.python, t.lib) : t.python;
   }
-  const info: Libtorch = { view: VIEW, version: t.version, source: t.source, python, cpuView };
+  const info: Libtorch = {
+    view: VIEW,
+    version: t.version,
+    source: t.source,
+    python,
+    cpuView,
+    why: choice.why,
+  };
   await Deno.writeTextFile(ready, JSON.stringify(info, null, 2));
   return info;
 }
