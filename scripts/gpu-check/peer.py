@@ -16,6 +16,7 @@ from host memory). bf16 = torch.autocast(dtype=torch.bfloat16), weights fp32. TF
 matmul and cuDNN (the driver turns it on natively too). img/s comes from the median of
 per-step times, each ended by a synchronize.
 """
+import faulthandler
 import importlib.util
 import json
 import sys
@@ -24,6 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+faulthandler.enable()  # a crash inside torch prints the Python stack into the stage log
 seed_path, device = sys.argv[1], torch.device(sys.argv[2])
 if device.type == "cpu":
     torch.set_num_threads(int(sys.argv[3]))  # the same count the driver gives libtorch
