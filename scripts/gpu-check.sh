@@ -166,9 +166,12 @@ TORCH_DESC=$(sed -n 3p <<<"$PROBE")
 LIB=$PACK/native/target/release/libhybridnet.so
 # On CUDA the machine's torch must be the one loaded (the pack's library was linked against a
 # CPU-only view elsewhere); on the CPU the library's own search path is kept when it resolves.
+# Only the Deno processes get it (and their children, the PyTorch peer): coreutils must not.
+DENO_LD=""
 if [ -n "$TORCH_LIB" ] && { [ "$DEVICE" != cpu ] || ldd "$LIB" 2>/dev/null | grep -q 'libtorch_cpu.so => not found'; }; then
-  export LD_LIBRARY_PATH=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  DENO_LD=$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
+PRELOAD=""
 export DENO_DIR=$WORK/deno-dir HOME=$WORK/home DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
 {
   if command -v nvidia-smi >/dev/null; then
@@ -178,25 +181,37 @@ export DENO_DIR=$WORK/deno-dir HOME=$WORK/home DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
   fi
   echo "- deno: $("$DENO" --version 2>&1 | head -n 1)"
   echo "- torch Python: ${PY:-**none with torch 2.11 found** (no PyTorch peer)}${PY:+ ($TORCH_DESC)}"
-  echo "- LD_LIBRARY_PATH: \`${LD_LIBRARY_PATH:-}\`"
+  echo "- LD_LIBRARY_PATH of the Deno processes: \`${DENO_LD:-(unset)}\`"
   echo "- set-up: $(elapsed) s"
 } >>"$WORK/env.md"
 assemble
 
-RUN=("$DENO" run -A --cached-only --frozen --no-prompt "--config=$PACK/deno.json")
+# set_run: RUN=(env [LD_LIBRARY_PATH=…] [LD_PRELOAD=…] deno) for the stages (an array, not a
+# function, because `timeout` executes it)
+set_run() {
+  RUN=(env)
+  [ -n "$DENO_LD" ] && RUN+=("LD_LIBRARY_PATH=$DENO_LD")
+  [ -n "$PRELOAD" ] && RUN+=("LD_PRELOAD=$PRELOAD")
+  RUN+=("$DENO")
+}
+set_run
+DENO_RUN=(run -A --cached-only --frozen --no-prompt "--config=$PACK/deno.json")
 
 # --- 1. smoke ------------------------------------------------------------------------------------
-stage smoke "$((60 - $(elapsed) / SCALE))" "${RUN[@]}" "$PACK/scripts/gpu-check/smoke.ts" --device "$DEVICE" --out "$WORK/smoke.md"
+stage smoke "$((60 - $(elapsed) / SCALE))" "${RUN[@]}" "${DENO_RUN[@]}" "$PACK/scripts/gpu-check/smoke.ts" --device "$DEVICE" --out "$WORK/smoke.md"
 rc=$?
-if [ $rc -eq 3 ] && [ -n "$TORCH_LIB" ] && [ -f "$TORCH_LIB/libtorch_cuda.so" ] && [ -z "${HN_CHECK_NO_PRELOAD:-}" ]; then
-  # The library found no CUDA device by itself. Preloading libtorch_cuda.so tells a missing
-  # CUDA load (issue 12, item 2) apart from a missing device, and lets the later stages run.
-  export LD_PRELOAD=$TORCH_LIB/libtorch_cuda.so
+if [ $rc -eq 3 ] && [ -f "$TORCH_LIB/libtorch_cuda.so" ] && command -v nvidia-smi >/dev/null &&
+  [ -z "${HN_CHECK_NO_PRELOAD:-}" ]; then
+  # A driver is there, but the library found no usable CUDA device by itself. Preloading
+  # libtorch_cuda.so tells a failed CUDA load in the library (issue 12, item 2) apart from a
+  # missing device, and lets the later stages run.
+  PRELOAD=$TORCH_LIB/libtorch_cuda.so
+  set_run
   mv "$WORK/smoke.md" "$WORK/smoke-first.md"
   FRAGMENTS=("$WORK/env.md" "$WORK/smoke-first.md")
-  note smoke-preload "" "**The library saw no usable CUDA device on its own; retrying with LD_PRELOAD=$LD_PRELOAD.**" \
+  note smoke-preload "" "**The library saw no usable CUDA device on its own; retrying with LD_PRELOAD=$PRELOAD.**" \
     "The stages below run with it: a finding to fix in the library (issue 12, item 2), not a pass."
-  stage smoke "$((60 - $(elapsed) / SCALE))" "${RUN[@]}" "$PACK/scripts/gpu-check/smoke.ts" --device "$DEVICE" --out "$WORK/smoke.md"
+  stage smoke "$((60 - $(elapsed) / SCALE))" "${RUN[@]}" "${DENO_RUN[@]}" "$PACK/scripts/gpu-check/smoke.ts" --device "$DEVICE" --out "$WORK/smoke.md"
   rc=$?
   STATUS=1
 fi
@@ -214,11 +229,11 @@ if [ -n "$SMOKE_ONLY" ]; then
 fi
 
 # --- 2-5 ----------------------------------------------------------------------------------------
-stage parity 40 "${RUN[@]}" "$PACK/scripts/gpu-check/parity.ts" --device "$DEVICE" --out "$WORK/parity.md"
+stage parity 40 "${RUN[@]}" "${DENO_RUN[@]}" "$PACK/scripts/gpu-check/parity.ts" --device "$DEVICE" --out "$WORK/parity.md"
 
 if [ -d "$PACK/tests/gpu" ]; then
   FRAGMENTS+=("$WORK/tests.md")
-  stage tests-run 50 "$DENO" test -A --no-check --cached-only --frozen --no-prompt "--config=$PACK/deno.json" "$PACK/tests/gpu/"
+  stage tests-run 50 "${RUN[@]}" test -A --no-check --cached-only --frozen --no-prompt "--config=$PACK/deno.json" "$PACK/tests/gpu/"
   {
     echo "## 3. tests/gpu (deno test)"
     echo
@@ -235,7 +250,7 @@ else
 fi
 
 if [ -n "$PY" ]; then
-  stage bench 90 "${RUN[@]}" "$PACK/scripts/gpu-check/bench.ts" --device "$DEVICE" --out "$WORK/bench.md" \
+  stage bench 90 "${RUN[@]}" "${DENO_RUN[@]}" "$PACK/scripts/gpu-check/bench.ts" --device "$DEVICE" --out "$WORK/bench.md" \
     --python "$PY" --seed-model "$PACK/peer/hybridnet_seed.py"
 else
   note bench "## 4. Benchmark" "" "**not run: no Python with torch 2.11 for the PyTorch peer.**"
@@ -243,7 +258,7 @@ else
   assemble
 fi
 
-stage train 45 "${RUN[@]}" "$PACK/scripts/gpu-check/train.ts" --device "$DEVICE" --out "$WORK/train.md"
+stage train 45 "${RUN[@]}" "${DENO_RUN[@]}" "$PACK/scripts/gpu-check/train.ts" --device "$DEVICE" --out "$WORK/train.md"
 
 note end "" "---" "" "Finished in $(elapsed) s; $([ $STATUS -eq 0 ] && echo "every stage passed" || echo "**some stage failed or was cut** (see above)")."
 assemble
