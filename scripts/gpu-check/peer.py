@@ -10,15 +10,17 @@ measurements with these in one run and one GPU context:
   -> {"img_s": ..., "steps": ..., "loss": ...}  or  {"error": "..."}
 
 Train = zero_grad, forward (train mode), focal loss (gamma 1, the seed's), backward, Adam(lr
-1e-4); infer = eval + no_grad forward. The batch is a CPU tensor moved to the device in every
-step, as the seed's loop does with each DataLoader batch (the native side also takes its batch
-from host memory). bf16 = torch.autocast(dtype=torch.bfloat16), weights fp32. TF32 is on for
-matmul and cuDNN (the driver turns it on natively too). img/s comes from the median of
-per-step times, each ended by a synchronize.
+1e-4); infer = eval + no_grad forward with the logits copied to the host. The batch is a CPU
+tensor moved to the device in every step, as the seed's loop does with each DataLoader batch (the
+native side also takes its batch from host memory). bf16 = torch.autocast(dtype=torch.bfloat16),
+weights fp32. TF32 is on for matmul and cuDNN (the driver turns it on natively too). img/s: after
+2 warm-up steps and 1 probe step, 3 chunks of k steps (k from the budget, at least min_steps,
+at most 50), each chunk ended by one synchronize; the median chunk.
 """
 import faulthandler
 import importlib.util
 import json
+import math
 import sys
 import time
 
@@ -57,37 +59,41 @@ def measure(req):
     amp = req["precision"] == "bf16"
     last = [float("nan")]
 
-    def step():
-        x = x_host.to(device).contiguous(memory_format=fmt)
-        y = y_host.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            if req["mode"] == "train":
-                model.train()
-                opt.zero_grad(set_to_none=True)
-                loss = focal(model(x), y)
-                loss.backward()
-                opt.step()
-                last[0] = loss.detach()
-            else:
-                model.eval()
-                with torch.no_grad():
-                    model(x)
+    def steps(k):
+        """k steps; a train step leaves the device running (as a run's loop does between loss
+        reads) and the last one synchronizes; inference brings each batch's logits to the host."""
+        for _ in range(k):
+            x = x_host.to(device).contiguous(memory_format=fmt)
+            y = y_host.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                if req["mode"] == "train":
+                    model.train()
+                    opt.zero_grad(set_to_none=True)
+                    loss = focal(model(x), y)
+                    loss.backward()
+                    opt.step()
+                    last[0] = loss.detach()
+                else:
+                    model.eval()
+                    with torch.no_grad():
+                        model(x).float().cpu()
         sync()
 
-    step()
-    step()  # warm-ups: cuDNN picks its algorithms and the caching allocator fills
-    times = []
-    t0 = time.perf_counter()
-    while len(times) < req["min_steps"] or (time.perf_counter() - t0 < req["budget"] and len(times) < 50):
+    steps(2)  # warm-ups: cuDNN picks its algorithms and the caching allocator fills
+    t = time.perf_counter()
+    steps(1)
+    k = max(req["min_steps"], min(50, math.ceil(req["budget"] / 3 / (time.perf_counter() - t))))
+    rates = []
+    for _ in range(3):
         t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    times.sort()
+        steps(k)
+        rates.append(k * b / (time.perf_counter() - t))
+    rates.sort()
     loss = float(last[0]) if req["mode"] == "train" else None
     del model, opt
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"img_s": b / times[(len(times) - 1) // 2], "steps": len(times), "loss": loss}
+    return {"img_s": rates[1], "steps": 3 * k, "loss": loss}
 
 
 print(json.dumps({"ready": True, "torch": torch.__version__,
