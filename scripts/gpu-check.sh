@@ -225,7 +225,7 @@ fi
 if [ -n "$SMOKE_ONLY" ]; then
   note end "" "---" "" "Smoke stage only (--smoke-only): passed in $(elapsed) s."
   assemble
-  exit 0
+  exit $STATUS
 fi
 
 # --- 2-5 ----------------------------------------------------------------------------------------
@@ -241,7 +241,6 @@ if [ -d "$PACK/tests/gpu" ]; then
     sed -E 's/\x1b\[[0-9;]*m//g' "$WORK/tests-run.log" | grep -E '^(ok|FAILED|error)|passed|failed|ignored|=> ' | tail -n 40
     echo '```'
   } >"$WORK/tests.md"
-  FRAGMENTS=("${FRAGMENTS[@]/$WORK\/tests-run.md/}")
   assemble
 else
   note tests "## 3. tests/gpu" "" "**not in this pack** (no tests/gpu/ in the repository when it was packed)."
