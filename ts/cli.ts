@@ -239,6 +239,11 @@ function compareCommand(program: Command): void {
     .option("--name <name>", "comparison name (folder runs/compare-<name>)", "compare")
     .option("--out <dir>", "folder of the comparison folder", "runs")
     .option("--verbose", "print every run's log")
+    .option(
+      "--parallel <n>",
+      "runs training at once, each in its own process (cores split between them)",
+      "1",
+    )
     .action(async (specFile: string | undefined, o: {
       config: string[];
       grid: string[];
@@ -247,7 +252,12 @@ function compareCommand(program: Command): void {
       name: string;
       out: string;
       verbose?: boolean;
+      parallel: string;
     }) => {
+      const parallel = Number(o.parallel);
+      if (!Number.isInteger(parallel) || parallel < 1) {
+        throw new UsageError(`compare: --parallel must be an integer >= 1; got ${o.parallel}`);
+      }
       const { loadCompareSpec, runCompare, specFromArgs } = await import("./pipeline/compare.ts");
       const spec = specFile ? await loadCompareSpec(specFile) : specFromArgs({
         configs: o.config,
@@ -257,7 +267,7 @@ function compareCommand(program: Command): void {
         name: o.name,
       });
       if (specFile && o.set.length > 0) spec.set.push(...o.set);
-      const r = await runCompare(spec, { out: o.out, console: o.verbose === true });
+      const r = await runCompare(spec, { out: o.out, console: o.verbose === true, parallel });
       console.log(r.markdown);
       console.log(`comparison folder: ${r.dir} (compare.md, compare.svg, compare.json)`);
     });

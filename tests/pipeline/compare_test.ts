@@ -12,6 +12,7 @@ import {
   runCompare,
   verdict,
 } from "../../ts/pipeline/compare.ts";
+import { pool } from "../../ts/pipeline/compare-cells.ts";
 import { syntheticYaml } from "./helpers.ts";
 
 Deno.test("compare: mean and sample std", () => {
@@ -211,4 +212,79 @@ recipes:
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("compare --parallel 2: two runs at once in child processes give the figures of one after another", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "hn-compare-par-" });
+  try {
+    await Deno.writeTextFile(
+      join(dir, "base.yaml"),
+      syntheticYaml({ perClass: 24, valPerClass: 6, epochs: 1 }),
+    );
+    const specYaml = (name: string): string =>
+      `name: ${name}
+config: base.yaml
+seeds: [0]
+set: ["train.epochs=2", "train.maxStepsPerEpoch=2", "train.threads=1"]
+recipes:
+  shuffle-ce: ["sampler={name: shuffle}", "loss={name: cross-entropy}"]
+  inverse-focal: ["sampler={name: inverse-frequency}", "loss={name: focal, gamma: 1}"]
+`;
+    await Deno.writeTextFile(join(dir, "seq.yaml"), specYaml("seq"));
+    await Deno.writeTextFile(join(dir, "par.yaml"), specYaml("par"));
+    const seq = await runCompare(await loadCompareSpec(join(dir, "seq.yaml")), { out: dir, log: () => {} });
+    const lines: string[] = [];
+    const par = await runCompare(await loadCompareSpec(join(dir, "par.yaml")), {
+      out: dir,
+      log: (l) => lines.push(l),
+      parallel: 2,
+    });
+    // both started before either finished: they ran at once
+    assert.match(lines[0], /^\[1\/2\] shuffle-ce/);
+    assert.match(lines[1], /^\[2\/2\] inverse-focal/);
+    const strip = (c: Cell): unknown => ({
+      ...c.result,
+      trainSeconds: 0,
+      recipe: c.recipe,
+      status: c.status,
+    });
+    assert.deepEqual(
+      par.state.cells.map(strip),
+      seq.state.cells.map(strip),
+      "same figures as in-process runs",
+    );
+    assert.deepEqual(par.state.classNames, seq.state.classNames);
+    for (const c of par.state.cells) {
+      assert.ok((await Deno.stat(join(c.dir!, "report.md"))).isFile, "the child's run folder has its report");
+    }
+    assert.equal(par.best, seq.best);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compare pool: at most N at once, and after a failure nothing new starts", async () => {
+  let running = 0;
+  let peak = 0;
+  const started: number[] = [];
+  await pool([1, 2, 3, 4, 5], 2, async (n) => {
+    started.push(n);
+    running++;
+    peak = Math.max(peak, running);
+    await new Promise((r) => setTimeout(r, 5));
+    running--;
+  });
+  assert.equal(peak, 2);
+  assert.deepEqual(started, [1, 2, 3, 4, 5]);
+  const seen: number[] = [];
+  await assert.rejects(
+    () =>
+      pool([1, 2, 3, 4], 1, async (n) => {
+        seen.push(n);
+        if (n === 2) throw new Error("cell 2 failed");
+        await Promise.resolve();
+      }),
+    /cell 2 failed/,
+  );
+  assert.deepEqual(seen, [1, 2], "no cell starts after the failure");
 });

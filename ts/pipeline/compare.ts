@@ -13,12 +13,13 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
-import { loadConfig, parseYaml } from "./config.ts";
-import { ConfigError, DataError, UsageError } from "./errors.ts";
-import { runPipeline, type RunResult } from "./runner.ts";
+import { parseYaml } from "./config.ts";
+import { ConfigError, UsageError } from "./errors.ts";
+import { type CellJob, type CellResult, pool, runCellInChild, runCellInProcess } from "./compare-cells.ts";
 import { exists, writeAtomic } from "./rundir.ts";
 import { escapeXml, svgClose, svgOpen } from "./svg.ts";
-import type { Metrics } from "./types.ts";
+
+export { type CellResult, cellResult } from "./compare-cells.ts";
 
 const SetList = z.array(z.string().regex(/^[^=\s]+=/, "expected key.path=value"));
 
@@ -45,19 +46,6 @@ export type CompareSpec = z.infer<typeof CompareSpecSchema>;
 export interface Recipe {
   name: string;
   set: string[];
-}
-
-/** The final-epoch figures of one run. */
-export interface CellResult {
-  accuracy: number;
-  macroF1: number;
-  balancedAccuracy: number;
-  macroRecall: number;
-  weightedF1: number;
-  perClassRecall: number[];
-  /** training seconds summed over epochs (survives a resume) */
-  trainSeconds: number;
-  epochs: number;
 }
 
 /** One (recipe, seed) run in compare.json. */
@@ -133,25 +121,6 @@ export async function loadCompareSpec(file: string): Promise<CompareSpec> {
   const spec = parsed.data;
   if (!isAbsolute(spec.config)) spec.config = resolve(dirname(resolve(file)), spec.config);
   return spec;
-}
-
-/** The final-epoch val figures of a finished run. */
-export function cellResult(result: Pick<RunResult, "history">): CellResult {
-  const last = result.history.at(-1);
-  const val: Metrics | undefined = last?.val?.all;
-  if (!last || !val) {
-    throw new DataError("compare: a run ended without validation figures (does the data have a val split?)");
-  }
-  return {
-    accuracy: val.accuracy,
-    macroF1: val.macroF1,
-    balancedAccuracy: val.balancedAccuracy,
-    macroRecall: val.macroRecall,
-    weightedF1: val.weightedF1,
-    perClassRecall: val.perClass.map((c) => c.recall),
-    trainSeconds: result.history.reduce((a, h) => a + h.train.seconds, 0),
-    epochs: result.history.length,
-  };
 }
 
 /** Per-recipe summary over seeds. */
@@ -352,6 +321,11 @@ export interface CompareOptions {
   console?: boolean;
   /** progress lines ("[3/18] recipe seed 1 ...") */
   log?: (line: string) => void;
+  /**
+   * runs training at once, each in a child process (default 1: one after another, in this process).
+   * Unless the spec sets `train.threads`, each run gets the machine's cores / parallel threads.
+   */
+  parallel?: number;
 }
 
 /** What `runCompare` returns. */
@@ -362,15 +336,13 @@ export interface CompareResult {
   state: CompareState;
 }
 
-/** Runs (or continues) every cell of the spec; see the module doc. */
-export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): Promise<CompareResult> {
-  const log = opts.log ?? ((l: string): void => console.log(l));
-  const recipes = expandRecipes(spec);
-  const dir = resolve(opts.out ?? "runs", `compare-${spec.name}`);
-  const runsDir = join(dir, "runs");
-  await Deno.mkdir(runsDir, { recursive: true });
-  const statePath = join(dir, "compare.json");
-  const hash = await specHash(spec, recipes);
+/** compare.json as left by an earlier invocation of the same spec, or a fresh one with every cell pending. */
+async function openState(
+  statePath: string,
+  hash: string,
+  spec: CompareSpec,
+  recipes: Recipe[],
+): Promise<CompareState> {
   let state: CompareState;
   try {
     state = JSON.parse(await Deno.readTextFile(statePath)) as CompareState;
@@ -389,6 +361,19 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
       }
     }
   }
+  return state;
+}
+
+/** Runs (or continues) every cell of the spec; see the module doc. */
+export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): Promise<CompareResult> {
+  const log = opts.log ?? ((l: string): void => console.log(l));
+  const recipes = expandRecipes(spec);
+  const dir = resolve(opts.out ?? "runs", `compare-${spec.name}`);
+  const runsDir = join(dir, "runs");
+  await Deno.mkdir(runsDir, { recursive: true });
+  const statePath = join(dir, "compare.json");
+  const hash = await specHash(spec, recipes);
+  const state = await openState(statePath, hash, spec, recipes);
   await writeAtomic(join(dir, "spec.yaml"), YAML.stringify(spec));
   const save = (): Promise<void> => writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
   const render = async (): Promise<CompareResult> => {
@@ -401,33 +386,35 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
     return { dir, best, markdown: md, state };
   };
   const total = state.cells.length;
-  for (const [i, cell] of state.cells.entries()) {
-    if (cell.status === "done") continue;
+  const parallel = Math.max(1, opts.parallel ?? 1);
+  const threads = parallel > 1 && !spec.set.some((s) => s.startsWith("train.threads="))
+    ? [`train.threads=${Math.max(1, Math.floor(navigator.hardwareConcurrency / parallel))}`]
+    : [];
+  const pending = [...state.cells.entries()].filter(([, c]) => c.status !== "done");
+  await pool(pending, parallel, async ([i, cell]) => {
     const recipe = recipes.find((r) => r.name === cell.recipe)!;
     const runName = `${recipe.name.replace(/[^\w.-]+/g, "_")}-s${cell.seed}`;
     const resumable = cell.dir !== null && await exists(join(cell.dir, "checkpoints", "last.json"));
     const left = etaLine(state.cells);
     log(`[${i + 1}/${total}] ${cell.recipe}, seed ${cell.seed}${resumable ? " (resuming)" : ""}${left}`);
     const started = performance.now();
-    const config = resumable
-      ? await loadConfig(join(cell.dir!, "config.yaml"))
-      : await loadConfig(spec.config, [...spec.set, ...recipe.set, `seed=${cell.seed}`, `name=${runName}`]);
     if (!resumable && cell.dir !== null) await Deno.remove(cell.dir, { recursive: true }).catch(() => {});
-    const callbacks = [{
-      onFitStart: async (info: { paths: { dir: string }; classNames: string[] }): Promise<void> => {
-        cell.dir = info.paths.dir;
-        cell.status = "running";
-        if (state.classNames.length === 0) state.classNames = info.classNames;
-        await save();
-      },
-    }];
-    const result = await runPipeline(config, {
-      out: runsDir,
+    const job: CellJob = {
+      config: resumable ? join(cell.dir!, "config.yaml") : spec.config,
+      overrides: resumable
+        ? threads
+        : [...spec.set, ...recipe.set, `seed=${cell.seed}`, `name=${runName}`, ...threads],
       resumeDir: resumable ? cell.dir! : undefined,
+      out: runsDir,
       console: opts.console ?? false,
-      callbacks,
-    });
-    cell.result = cellResult(result);
+    };
+    const onStart = async (runDir: string, classNames: string[]): Promise<void> => {
+      cell.dir = runDir;
+      cell.status = "running";
+      if (state.classNames.length === 0) state.classNames = classNames;
+      await save();
+    };
+    cell.result = parallel > 1 ? await runCellInChild(job, onStart) : await runCellInProcess(job, onStart);
     cell.status = "done";
     cell.wallSeconds = (cell.wallSeconds ?? 0) + (performance.now() - started) / 1000;
     await save();
@@ -440,7 +427,7 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
         } min training, ${(cell.wallSeconds / 60).toFixed(1)} min wall)${etaLine(state.cells)}`,
     );
     await render();
-  }
+  });
   return await render();
 }
 
