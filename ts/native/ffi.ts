@@ -237,12 +237,42 @@ export const symbols = {
       "buffer", // shape: *const i64 — 4 values n,c,h,w
       "buffer", // targets: *const i32 — copied before return
       "usize", // n_targets: usize
-      "buffer", // out_logits: *mut f32 — written before return
+      "buffer", // out_logits: *mut f32 — written before return; NULL with out_len 0: not copied back
       "usize", // out_len: usize
-      "buffer", // out_loss: *mut f64
+      "buffer", // out_loss: *mut f64 — NULL: the loss stays on the device (no host sync)
     ],
     result: "i32",
     nonblocking: false, // see MAIN_ARENA_NOTE
+  },
+  /** Starts an epoch's train statistics (what to count: JSON `{classes, top_k, bias}`). */
+  hn_trainer_stats_reset: {
+    parameters: [
+      "usize", // t: *mut HnTrainer
+      "buffer", // cfg: *const u8 — JSON, copied before return
+      "usize", // cfg_len: usize
+      "f64", // loss_sum: f64 — the sum a resumed epoch starts from (0 for a new one)
+    ],
+    result: "i32",
+  },
+  /** Counts the last forward_train's logits with the TS loss (the logits path). */
+  hn_trainer_count_last: {
+    parameters: [
+      "usize", // t: *mut HnTrainer
+      "buffer", // targets: *const i32 — copied before return
+      "usize", // n_targets: usize
+      "f64", // loss: f64 — the batch's mean loss
+    ],
+    result: "i32",
+  },
+  /** JSON: the epoch's loss sum, images, steps, confusion and top-k hits (one host read). */
+  hn_trainer_train_stats: {
+    parameters: [
+      "usize", // t: *const HnTrainer
+      "buffer", // buf: *mut u8 — written before return
+      "usize", // cap: usize
+      "buffer", // out_len: *mut usize — needed size, also on HN_ERR_BUFFER_TOO_SMALL
+    ],
+    result: "i32",
   },
   hn_trainer_step_count: {
     parameters: [

@@ -50,6 +50,30 @@ export interface TrainStepResult {
   logits: Float32Array;
 }
 
+/** What the train statistics count (`resetStats`); see `hn_trainer_stats_reset` in docs/ABI.md. */
+export interface TrainStatsConfig {
+  /** candidate classes of the argmax; rows with another label are not counted */
+  classes: number[];
+  /** k values of top-k hits (k below the number of classes given) */
+  topK: number[];
+  /** per-class value added to the logits (float64) before counting; null: none */
+  bias: ArrayLike<number> | null;
+  /** the counts a resumed epoch starts from; null or absent: none */
+  carry?: Omit<TrainStats, "lossSum"> | null;
+}
+
+/** The train statistics of an epoch so far (`trainStats`). */
+export interface TrainStats {
+  images: number;
+  steps: number;
+  /** Σ batch mean loss × batch size; NaN once a counted loss was not finite */
+  lossSum: number;
+  /** `C × C`, row = label, column = argmax */
+  confusion: number[][];
+  /** rows whose label is among the k best candidates, keyed by k */
+  topKHits: Record<string, number>;
+}
+
 /**
  * Trains a model: either two calls per step (`forwardTrain`, a TS loss, `backwardStep`) or one
  * (`trainStep` with the native loss set by `setLoss`). Closed by its model's close().
@@ -278,6 +302,94 @@ export class Trainer {
       checkHandle(status, op, this.#lastError(handle));
       return { loss: this.#f64[0], logits };
     });
+  }
+
+  /**
+   * `trainStep` that copies no logits back and reads the loss only when `readLoss` (else null):
+   * on CUDA such a step does not wait for the device. The batch is counted in `trainStats`.
+   */
+  trainStepLazy(
+    x: Float32Array,
+    shape: BatchShape,
+    targets: Int32Array,
+    readLoss: boolean,
+  ): Promise<number | null> {
+    const op = "hn_trainer_train_step";
+    const channels = this.#link.inputChannels;
+    const validate = (): void => {
+      const n = checkBatch(op, x, shape, channels);
+      checkTargets(op, targets, n, this.#link.numClasses);
+    };
+    return this.#queued(op, validate, async (handle) => {
+      checkBatch(op, x, shape, channels, this.#shape);
+      const { hn_trainer_train_step } = getNative().symbols;
+      const status = await hn_trainer_train_step(
+        handle,
+        x as Float32Array<ArrayBuffer>,
+        BigInt(x.length),
+        this.#shape,
+        targets as Int32Array<ArrayBuffer>,
+        BigInt(targets.length),
+        null,
+        0n,
+        readLoss ? this.#f64 : null,
+      );
+      checkHandle(status, op, this.#lastError(handle));
+      return readLoss ? this.#f64[0] : null;
+    });
+  }
+
+  /**
+   * Starts a new epoch of train statistics; `lossSum` (default 0) and `config.carry` are what a
+   * resumed epoch had already counted (the sum crosses as an f64, bit for bit).
+   */
+  resetStats(config: TrainStatsConfig, lossSum = 0): void {
+    const op = "hn_trainer_stats_reset";
+    const k = config.carry ?? null;
+    const json = {
+      classes: config.classes,
+      top_k: config.topK,
+      bias: config.bias && Array.from(config.bias),
+      carry: k && { images: k.images, steps: k.steps, confusion: k.confusion, top_k: k.topKHits },
+    };
+    const cfg = encodeJson(json);
+    check(getNative().symbols.hn_trainer_stats_reset(this.#idle(op), cfg, BigInt(cfg.length), lossSum), op);
+  }
+
+  /** Counts the last `forwardTrain`'s logits against `targets` with the TS loss's batch mean `loss`. */
+  countLast(targets: Int32Array, loss: number): Promise<void> {
+    const op = "hn_trainer_count_last";
+    return this.#queued(op, () => {}, (handle) => {
+      const t = targets as Int32Array<ArrayBuffer>;
+      check(getNative().symbols.hn_trainer_count_last(handle, t, BigInt(t.length), loss), op);
+    });
+  }
+
+  /** The epoch's train statistics so far: one read back from the device. */
+  trainStats(): TrainStats {
+    const op = "hn_trainer_train_stats";
+    const handle = this.#idle(op);
+    const { hn_trainer_train_stats } = getNative().symbols;
+    const json = readOutString(
+      op,
+      (buf, cap, outLen) => hn_trainer_train_stats(handle, buf, cap, outLen),
+      check,
+    );
+    const p = JSON.parse(json) as {
+      images: number;
+      steps: number;
+      loss_sum: number | null;
+      confusion: number[][];
+      top_k: Record<string, number>;
+    };
+    return {
+      images: p.images,
+      steps: p.steps,
+      // JSON has no NaN: the library writes null for a sum that is not finite
+      lossSum: p.loss_sum ?? Number.NaN,
+      confusion: p.confusion,
+      topKHits: p.top_k,
+    };
   }
 
   /** Sets the learning rate of every parameter group. */

@@ -4,8 +4,8 @@
 //! TS declares `nonblocking` (they run on another thread), also on the handle.
 //!
 //! Handles are boxed ([`new_handle`]) and freed by `declare_own!` functions that accept NULL.
-//! One file per handle type: [`model`], [`trainer`], [`images`], [`info`] (library-level
-//! calls), [`loss`].
+//! One file per handle type: [`model`], [`trainer`] (its train statistics in [`stats`]),
+//! [`images`], [`info`] (library-level calls), [`loss`].
 //!
 //! `HnImages` handles are `Arc`s ([`new_shared_handle`]) instead: each call holds its own
 //! reference (the `shared` form of [`ffi_fn!`]), so a free that races with a running call drops
@@ -22,6 +22,7 @@ pub mod images;
 pub mod info;
 pub mod loss;
 pub mod model;
+pub mod stats;
 pub mod trainer;
 
 use crate::error::{status, Error, Result};

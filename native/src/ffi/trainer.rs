@@ -28,7 +28,7 @@ impl HasErrorSlot for HnTrainer {
 }
 
 impl HnTrainer {
-    fn lock(&self) -> MutexGuard<'_, Trainer> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Trainer> {
         self.trainer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -150,19 +150,29 @@ ffi_fn! {
 
 ffi_fn! {
     /// One call: train-mode forward, native loss (mean over the batch) against `targets`
-    /// (`n_targets == n` values in `[0, C)`), backward, clip, optimizer step. Writes the logits
-    /// (`out_len == n*num_classes`) and `*out_loss` (non-null). Drops any pending graph. NB.
+    /// (`n_targets == n` values in `[0, C)`), backward, clip, optimizer step; the batch is
+    /// counted in the train statistics (`hn_trainer_train_stats`). Writes the logits
+    /// (`out_len == n*num_classes`) and `*out_loss`; `out_logits` NULL with `out_len` 0 skips the
+    /// logits and `out_loss` NULL skips the loss, so nothing is copied back to the host (on CUDA:
+    /// no wait for the step to finish). Drops any pending graph. NB.
     fn hn_trainer_train_step(t: *mut HnTrainer, x: *const f32, x_len: usize, shape: *const i64, targets: *const i32, n_targets: usize, out_logits: *mut f32, out_len: usize, out_loss: *mut f64) on t {
         // SAFETY: per this export's contract.
         let t = unsafe { handle(t, "trainer") }?;
         let xs = unsafe { input_batch(x, x_len, shape) }?;
         let targets = unsafe { slice(targets, n_targets, "targets") }?;
-        let out_loss = unsafe { out(out_loss, "out_loss") }?;
+        let want_logits = !(out_logits.is_null() && out_len == 0);
         let mut tr = t.lock();
-        check_logits_len(&tr, &xs, out_len)?;
-        let step = tr.train_step(&xs, targets)?;
-        unsafe { write_tensor(&step.logits, out_logits, out_len, "out_logits") }?;
-        *out_loss = step.loss;
+        if want_logits {
+            check_logits_len(&tr, &xs, out_len)?;
+        }
+        let (logits, loss, _) = tr.step_native(&xs, targets)?;
+        if want_logits {
+            unsafe { write_tensor(&logits, out_logits, out_len, "out_logits") }?;
+        }
+        if !out_loss.is_null() {
+            // SAFETY: non-null, per this export's contract.
+            *unsafe { out(out_loss, "out_loss") }? = loss.f_double_value(&[])?;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use super::clip::zero_grad;
 use super::ema::{self, Ema, EmaConfig};
 use super::loss::LossConfig;
 use super::optim::{Optimizer, OptimizerConfig};
+use super::stats::{BatchLoss, StatsConfig, TrainStats};
 use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::model::{lock, SharedModel};
@@ -105,11 +106,16 @@ pub struct Trainer {
     trainable: Trainable,
     ema: Option<Ema>,
     precision: Precision,
+    /// This epoch's train statistics, counted on the model's device ([`super::stats`]).
+    stats: TrainStats,
+    /// The detached logits of the last `forward_train`, for [`Trainer::count_last`].
+    last_logits: Option<Tensor>,
 }
 
 impl Trainer {
     /// A trainer for `model` (kept alive by the trainer). The loss defaults to cross-entropy.
     pub fn new(model: SharedModel, cfg: &TrainerConfig) -> Result<Self> {
+        let classes = lock(&model).config().num_classes;
         let params = lock(&model)
             .named_parameters()
             .iter()
@@ -129,6 +135,8 @@ impl Trainer {
             trainable: cfg.trainable,
             ema: cfg.ema.clone().map(Ema::new).transpose()?,
             precision: cfg.precision,
+            stats: TrainStats::new(classes),
+            last_logits: None,
         })
     }
 
@@ -192,6 +200,7 @@ impl Trainer {
         let logits = self.forward_for_training(&lock(&self.model), x)?;
         let out = logits.f_detach()?;
         self.pending = Some(logits);
+        self.last_logits = Some(out.shallow_clone());
         Ok(out)
     }
 
@@ -267,7 +276,15 @@ impl Trainer {
 
     /// One call: train-mode forward, native loss (mean over the batch), backward, clip, step.
     pub fn train_step(&mut self, x: &Tensor, targets: &[i32]) -> Result<StepOutput> {
+        let (logits, loss, grad_norm) = self.step_native(x, targets)?;
+        Ok(StepOutput { logits, loss: loss.f_double_value(&[])?, grad_norm })
+    }
+
+    /// [`Trainer::train_step`] without reading the loss back: the batch is counted in the train
+    /// statistics on the device, and the loss stays a scalar tensor there.
+    pub fn step_native(&mut self, x: &Tensor, targets: &[i32]) -> Result<(Tensor, Tensor, f64)> {
         self.pending = None;
+        self.last_logits = None;
         self.check_not_swapped()?;
         let shared = self.model.clone();
         let model = lock(&shared);
@@ -280,10 +297,31 @@ impl Trainer {
         let result = self.loss.compute(&logits, targets).and_then(|loss| {
             loss.f_backward()?;
             let grad_norm = self.clip_and_step()?;
-            Ok(StepOutput { logits: logits.f_detach()?, loss: loss.f_double_value(&[])?, grad_norm })
+            let (logits, loss) = (logits.f_detach()?, loss.f_detach()?);
+            self.stats.add(&logits, targets, BatchLoss::Device(&loss))?;
+            Ok((logits, loss, grad_norm))
         });
         zero_grad(&self.params)?;
         result
+    }
+
+    /// Starts a new epoch's train statistics, counting as `cfg` says, from `loss_sum` (see
+    /// [`TrainStats::with_config`]).
+    pub fn reset_stats(&mut self, cfg: StatsConfig, loss_sum: f64) -> Result<()> {
+        self.stats = TrainStats::with_config(lock(&self.model).config().num_classes, cfg, loss_sum)?;
+        Ok(())
+    }
+
+    /// This epoch's train statistics so far.
+    pub fn stats(&self) -> &TrainStats {
+        &self.stats
+    }
+
+    /// Counts the logits of the last `forward_train` against `targets` with the batch's mean
+    /// `loss` from TS (the logits path), once: [`Error::State`] without such a forward.
+    pub fn count_last(&mut self, targets: &[i32], loss: f64) -> Result<()> {
+        let logits = self.last_logits.take().ok_or_else(|| Error::State("count_last: no forward_train to count".into()))?;
+        self.stats.add(&logits, targets, BatchLoss::Host(loss))
     }
 
     /// Saves the optimizer state (moments, step counts) and the EMA (`ema.<param>` tensors and
