@@ -73,7 +73,10 @@ export interface Callback {
   onFitStart?(info: RunInfo): void | Promise<void>;
   onStageChange?(epoch: number, plan: StagePlan, previous: StagePlan | null): void | Promise<void>;
   onTrainEpochStart?(epoch: number, plan: StagePlan, steps: number, images: number): void | Promise<void>;
-  /** after each step: `loss` is the epoch's running mean so far; `batch` has this step's own figures */
+  /**
+   * after each step: `loss` is the running mean of the epoch's losses read so far (NaN before the
+   * first read, see `train.logEverySteps`); `batch` has this step's own figures
+   */
   onTrainBatchEnd?(
     epoch: number,
     step: number,

@@ -114,6 +114,11 @@ const TrainSchema = z.object({
   precision: z.enum(["fp32", "bf16"]).default("fp32"),
   /** libtorch intra-op threads; null: libtorch's default */
   threads: z.number().int().min(1).nullable().default(null),
+  /**
+   * read the loss back every this many steps (progress, divergence checks, TensorBoard); the
+   * other steps never wait for the device. null: 1 on the CPU, 50 on CUDA (session.ts)
+   */
+  logEverySteps: z.number().int().min(1).nullable().default(null),
   /** caps the steps of an epoch (tests, smoke runs); null: the whole epoch */
   maxStepsPerEpoch: z.number().int().min(1).nullable().default(null),
   /** also write the resumable `last` checkpoint every this many steps within an epoch; null: at epoch ends only */
@@ -127,7 +132,9 @@ export const RawConfigSchema = z.object({
   /** null: a random seed, written to the run's config.yaml */
   seed: z.number().int().min(0).max(2 ** 32 - 1).nullable().default(DEFAULT_SEED),
   /** auto: the first usable CUDA device, else the CPU; cuda: the first usable CUDA device (device.ts) */
-  device: z.string().regex(DEVICE_PATTERN, "use auto, cpu, cuda or cuda:N (N = 0, 1, ...)").default(DEFAULT_DEVICE),
+  device: z.string().regex(DEVICE_PATTERN, "use auto, cpu, cuda or cuda:N (N = 0, 1, ...)").default(
+    DEFAULT_DEVICE,
+  ),
   /** folder that relative paths in plugin options resolve against; default: the config file's folder */
   baseDir: z.string().min(1).optional(),
   data: z.object({

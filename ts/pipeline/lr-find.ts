@@ -197,7 +197,9 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
     const train = data.splits.train!;
     const { augment, sampler, loss, stage } = data.plugins;
     // the sweep sets the LR of every step; the trainer starts at its first (also when lr is "auto")
-    session = await TrainSession.open(sessionSpec(config, data.numClasses, { lr: minLr, ema: false }));
+    // the sweep plots every step's loss, so every step reads it back
+    const spec = sessionSpec(config, data.numClasses, { lr: minLr, ema: false, logEverySteps: 1 });
+    session = await TrainSession.open(spec);
     const samplerLabel = pluginLabel("sampler", config.sampler.name);
     session.train({
       loss,

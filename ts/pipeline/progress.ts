@@ -48,7 +48,9 @@ export function createProgress(opts: ProgressOptions = {}): Progress {
       const rate = images / Math.max(elapsed, 1e-9);
       const eta = step > 0 ? (elapsed / step) * (total - step) : Infinity;
       const head = `epoch ${epoch}/${epochs}`;
-      const tail = `${step}/${total} ${rate.toFixed(1)} img/s loss ${loss.toFixed(4)} ETA ${fmtTime(eta)}`;
+      const tail = `${step}/${total} ${rate.toFixed(1)} img/s loss ${
+        Number.isNaN(loss) ? "-" : loss.toFixed(4)
+      } ETA ${fmtTime(eta)}`;
       if (tty) {
         const t = now();
         if (step < total && t - lastDraw < 100) return;

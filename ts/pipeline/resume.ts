@@ -3,7 +3,8 @@
  *
  * What was trained — the data, the model, the augmentation, the loss, sampler, curriculum and
  * optimizer — is fixed by the run folder; an override of it is refused with the list of what may
- * change. Safe overrides (length, evaluation cadence, threads, step cap, early stopping, device)
+ * change. Safe overrides (length, evaluation cadence, threads, step cap, loss read cadence, early
+ * stopping, device)
  * are applied, written into the run's config.yaml and appended to `overrides.jsonl`; a longer or
  * shorter run says in the log what moves with its length.
  */
@@ -19,6 +20,8 @@ export const RESUME_SAFE_KEYS = [
   "train.evalEvery",
   "train.threads",
   "train.maxStepsPerEpoch",
+  // how often the loss is read back: progress and checks only, the weights do not depend on it
+  "train.logEverySteps",
   "train.earlyStopping",
   "device",
 ];

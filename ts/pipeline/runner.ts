@@ -45,7 +45,7 @@ import {
   truncateMetrics,
   writeAtomic,
 } from "./rundir.ts";
-import { baseLr, scheduleOf, sessionSpec, TrainSession } from "./session.ts";
+import { baseLr, scheduleOf, sessionSpec, trainMetrics, TrainSession } from "./session.ts";
 import { tensorboardCallback } from "./tb-callback.ts";
 import type { AugmentOp, EpochMetrics, Metrics, Rng, StagePlan, Stateful } from "./types.ts";
 
@@ -274,7 +274,9 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan, start: Epoch
   if (resumed) session.restoreEpoch(decodeAcc(resumed.acc));
   let lr = resumed?.lr ?? baseLr(config),
     lossSum = resumed?.lossSum ?? 0,
-    seen = resumed?.seen ?? 0;
+    seen = resumed?.seen ?? 0,
+    // images of the steps whose loss was read (train.logEverySteps): the running mean's divisor
+    readSeen = resumed?.readSeen ?? resumed?.seen ?? 0;
   const t0 = performance.now() - (resumed?.seconds ?? 0) * 1000;
   const every = config.train.checkpointEverySteps;
   const batches = batchStream(train, order, {
@@ -292,9 +294,13 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan, start: Epoch
     const r = await session.step(b, pos);
     lr = r.lr;
     seen += b.shape[0];
-    if (r.loss !== null) lossSum += r.loss * b.shape[0];
+    if (r.loss !== null) {
+      lossSum += r.loss * b.shape[0];
+      readSeen += b.shape[0];
+    }
     run.state.globalStep++;
-    await run.hook("onTrainBatchEnd", epoch, b.index + 1, lossSum / seen, seen, {
+    const running = readSeen > 0 ? lossSum / readSeen : Number.NaN;
+    await run.hook("onTrainBatchEnd", epoch, b.index + 1, running, seen, {
       lr,
       loss: r.loss,
       globalStep: run.state.globalStep,
@@ -302,20 +308,21 @@ async function trainEpoch(run: Run, epoch: number, plan: StagePlan, start: Epoch
     const last = b.index + 1 === steps;
     if (!last && (run.stop.signal !== null || (every !== null && (b.index + 1) % every === 0))) {
       const seconds = (performance.now() - t0) / 1000;
-      await saveMidEpoch(run, plan, start, { epoch, step: b.index + 1, seen, lossSum, seconds, lr });
+      await saveMidEpoch(run, plan, start, {
+        epoch,
+        step: b.index + 1,
+        seen,
+        readSeen,
+        lossSum,
+        seconds,
+        lr,
+      });
       if (run.stop.signal !== null) throw interrupted(run, `epoch ${epoch + 1}, step ${b.index + 1}`);
     }
   }
   const seconds = (performance.now() - t0) / 1000;
   const fig = session.endEpoch();
-  const metrics = data.plugins.evaluator.evaluate(
-    fig.logits,
-    fig.targets,
-    fig.images,
-    data.numClasses,
-    fig.loss,
-    plan.activeClasses,
-  );
+  const metrics = trainMetrics(fig, data.plugins.evaluator, data.numClasses, plan.activeClasses);
   await run.hook("onTrainEpochEnd", epoch, { loss: fig.loss, metrics, images: seen, steps, seconds });
   return { lr, loss: fig.loss, metrics, seen, seconds, sampledPerClass, expectedPerClass };
 }
@@ -419,6 +426,7 @@ async function startRun(
     decisions: new RunDecisions(config.train.bestMetric, data.splits.val !== undefined, es),
     guard: new DivergenceGuard(),
     lossLabel: pluginLabel("loss", config.loss.name),
+    evaluator: data.plugins.evaluator,
   });
   const { stage, sampler, loss, augment } = data.plugins;
   const stateful = ([stage, sampler, loss, augment] as unknown[]).filter(isStateful);

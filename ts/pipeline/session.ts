@@ -10,9 +10,13 @@
  * native call per step (no host round trip); otherwise the logits cross to TS, the loss plugin
  * computes the gradient and a second call steps (the logits boundary, docs/ABI.md).
  *
- * `step` returns the batch loss only when it is read (`readLossEvery` steps; 1 on the CPU, where
- * the one-call step returns it anyway); the epoch's train figures accumulate in the session and
- * come out of `endEpoch()`, so nothing in this contract forces a host sync per step.
+ * `step` returns the batch loss only when it is read: every `train.logEverySteps` steps (1 on the
+ * CPU, 50 on CUDA), so on CUDA the other steps never wait for the device. The epoch's train
+ * figures (loss sum, images, confusion and top-k hits for the evaluator's `fromCounts`) are
+ * counted natively on the model's device and read once, in `endEpoch()`; an evaluator without
+ * `countSpec`/`fromCounts` gets the epoch's train logits instead, collected here as before. A
+ * NaN loss between reads is still caught at the next read: the native running loss sum turns NaN
+ * and is checked there (and at the epoch's end).
  *
  * With `train.ema` the trainer keeps a moving average of the weights natively; `validate` and the
  * best checkpoint use it (swapped into the model for the call, then swapped back), while `last`
@@ -37,7 +41,15 @@ import { checkWeightsFile } from "./weights-file.ts";
 import { deriveSeed } from "./rng.ts";
 import { type CheckpointWriters, type RunPaths, saveBestWeights, saveLastCheckpoint } from "./rundir.ts";
 import { scheduleLr } from "./schedules.ts";
-import type { AugmentOp, EpochMetrics, Evaluator, Loss, Metrics, StagePlan } from "./types.ts";
+import type {
+  AugmentOp,
+  EpochMetrics,
+  Evaluator,
+  Loss,
+  Metrics,
+  PredictionCounts,
+  StagePlan,
+} from "./types.ts";
 
 /** What the data-free core of a session is built from. */
 export interface SessionSpec {
@@ -48,6 +60,13 @@ export interface SessionSpec {
   trainer: TrainerOptionsInput | null;
   /** safetensors weights to load after building the model */
   weights?: string;
+  /** read the loss back every this many steps (default 1) */
+  logEverySteps?: number;
+}
+
+/** `train.logEverySteps` when the config leaves it null: every step on the CPU (free there), 50 elsewhere. */
+export function defaultLogEverySteps(device: Device): number {
+  return device === "cpu" ? 1 : 50;
 }
 
 /** Where in a run a step is: what an LR policy needs. */
@@ -80,22 +99,41 @@ export interface StepReport {
 
 /** The train figures of an epoch, from the steps since `beginEpoch`. */
 export interface EpochTrainFigures {
-  /** mean loss over the images (of the steps whose loss was read) */
+  /** mean loss over the images */
   loss: number;
-  /** train-mode logits [images, classes] and targets, for the evaluator */
+  /** the native prediction counts; null when the evaluator takes logits (then in `logits`) */
+  counts: PredictionCounts | null;
+  /** train-mode logits [images, classes] and targets (empty with `counts`) */
   logits: Float32Array;
   targets: Int32Array;
   images: number;
   steps: number;
 }
 
-/** A session's epoch accumulator: train-mode logits and targets so far, the loss sum, the steps. */
+/**
+ * A session's epoch accumulator: the loss sum, images and steps so far, and the prediction
+ * counts (native counting) or the train-mode logits and targets (an evaluator without counts).
+ */
 export interface SessionEpochState {
+  counts: PredictionCounts | null;
   logits: Float32Array;
   targets: Int32Array;
   lossSum: number;
   lossImages: number;
   steps: number;
+}
+
+/** The train metrics of an epoch's figures under `evaluator`, on the plan's `restrict` classes. */
+export function trainMetrics(
+  fig: EpochTrainFigures,
+  evaluator: Evaluator,
+  numClasses: number,
+  restrict: number[],
+): Metrics {
+  if (fig.counts !== null && evaluator.fromCounts) {
+    return evaluator.fromCounts(fig.counts, fig.loss, restrict);
+  }
+  return evaluator.evaluate(fig.logits, fig.targets, fig.images, numClasses, fig.loss, restrict);
 }
 
 /** Options of `sessionSpec`: what differs between a run, cRT and inference. */
@@ -110,6 +148,8 @@ export interface SpecOptions {
   trainerSeedKey?: string;
   /** false: no EMA even with `train.ema` (the LR finder, whose model is thrown away) */
   ema?: boolean;
+  /** read the loss every this many steps (default: the config's, resolved for the device) */
+  logEverySteps?: number;
 }
 
 /** The session spec of a run of `config` on a dataset of `numClasses` classes. */
@@ -118,6 +158,7 @@ export function sessionSpec(config: ResolvedConfig, numClasses: number, o: SpecO
   const device = resolveDevice(config.device);
   return {
     device,
+    logEverySteps: o.logEverySteps ?? config.train.logEverySteps ?? defaultLogEverySteps(device),
     model: {
       numClasses,
       inputChannels: config.data.channels,
@@ -213,6 +254,8 @@ export interface TrainingParts {
   lossLabel?: string;
   /** stops a run whose loss explodes while finite (policies.ts); null: only non-finite losses stop it */
   guard?: DivergenceGuard | null;
+  /** the evaluator of the train metrics: with `countSpec`/`fromCounts` no train logits leave the device */
+  evaluator?: Evaluator | null;
 }
 
 /** See the module doc. */
@@ -223,23 +266,26 @@ export class TrainSession {
   #parts: TrainingParts | null = null;
   #native = false;
   #mask: Uint8Array | null = null;
+  /** read the loss back every this many steps */
+  readonly logEverySteps: number;
+  /** this epoch: the candidate classes, whether counting is native, and (else) the logits kept */
   #epoch = {
+    index: 0,
+    classes: [] as number[],
+    counted: false,
     logits: [] as Float32Array[],
     targets: [] as Int32Array[],
-    lossSum: 0,
-    lossImages: 0,
-    steps: 0,
-    index: 0,
   };
   #closed = false;
   #lastLr = Number.NaN;
   /** whether the trainer keeps an EMA of the weights (validation and `best` use it) */
   readonly #ema: boolean;
 
-  private constructor(model: Model, trainer: Trainer | null, device: Device) {
+  private constructor(model: Model, trainer: Trainer | null, device: Device, logEverySteps: number) {
     this.model = model;
     this.#trainer = trainer;
     this.device = device;
+    this.logEverySteps = logEverySteps;
     this.#ema = trainer !== null && trainer.describe().config.ema !== null;
   }
 
@@ -251,7 +297,7 @@ export class TrainSession {
     const model = spec.weights === undefined ? createModel(options) : await loadModel(spec.weights, options);
     try {
       const trainer = spec.trainer === null ? null : createTrainer(model, spec.trainer);
-      return new TrainSession(model, trainer, spec.device);
+      return new TrainSession(model, trainer, spec.device, spec.logEverySteps ?? 1);
     } catch (err) {
       model.close();
       throw err;
@@ -292,56 +338,94 @@ export class TrainSession {
 
   /**
    * Starts an epoch under `plan`: the loss learns the epoch (and DRW-like switches), the native
-   * twin is set again (asked every epoch: a loss may change over the run), the accumulator resets.
+   * twin is set again (asked every epoch: a loss may change over the run), the accumulators
+   * reset (the native train statistics count the plan's active classes, as the train metrics do).
    */
   beginEpoch(epoch: number, plan: StagePlan, history: readonly EpochMetrics[] = []): void {
-    const { loss, guard } = this.#training();
+    const { loss, guard, evaluator } = this.#training();
     this.#mask = activeMask(plan, this.numClasses);
     loss.startEpoch?.(epoch, plan);
     if (this.#native) this.trainer.setLoss(loss.native!(this.#mask));
     guard?.beginEpoch(history, plan.stageIndex);
-    this.#epoch = { logits: [], targets: [], lossSum: 0, lossImages: 0, steps: 0, index: epoch };
+    // train logits are kept only for an evaluator that needs them (no countSpec/fromCounts)
+    const counted = !evaluator ||
+      (typeof evaluator.countSpec === "function" && typeof evaluator.fromCounts === "function");
+    this.#epoch = { index: epoch, classes: [...plan.activeClasses], counted, logits: [], targets: [] };
+    this.#resetStats(null);
   }
 
-  /** One optimizer step on `batch` at `pos` (the LR policy sets the LR first). */
+  /** Starts the native statistics of this epoch, from `from` (a resumed epoch's accumulator) if given. */
+  #resetStats(from: SessionEpochState | null): void {
+    const { evaluator } = this.#training();
+    const { classes, counted } = this.#epoch;
+    const c = this.numClasses;
+    const spec = counted && evaluator?.countSpec ? evaluator.countSpec(c, classes) : { topK: [], bias: null };
+    // without counts (an evaluator that takes logits) only the loss sum, images and steps carry
+    const counts = from?.counts ??
+      { confusion: Array.from({ length: c }, () => new Array<number>(c).fill(0)), topKHits: {} };
+    const carry = from && { images: from.lossImages, steps: from.steps, ...counts };
+    this.trainer.resetStats({ classes, topK: spec.topK, bias: spec.bias, carry }, from?.lossSum ?? 0);
+  }
+
+  /**
+   * One optimizer step on `batch` at `pos` (the LR policy sets the LR first). The loss is read
+   * back on every `logEverySteps`-th step of the epoch (the logits path has it on the host anyway).
+   */
   async step(batch: StepBatch, pos: StepPosition): Promise<StepReport> {
     const parts = this.#training();
     const trainer = this.trainer;
     const lr = parts.lr(pos);
     trainer.setLr(lr);
     this.#lastLr = lr;
-    const n = batch.shape[0];
-    let loss: number, logits: Float32Array;
-    if (this.#native) {
-      ({ loss, logits } = await trainer.trainStep(batch.x, batch.shape, batch.targets));
-    } else {
-      logits = await trainer.forwardTrain(batch.x, batch.shape);
-      const c = this.numClasses;
-      const r = checkLossResult(
-        parts.loss.compute(logits, batch.targets, n, c, this.#mask),
-        n,
-        c,
-        parts.lossLabel ?? "loss plugin",
-      );
-      await trainer.backwardStep(r.grad);
-      loss = r.loss;
+    const read = (pos.index + 1) % this.logEverySteps === 0;
+    const loss = this.#native ? await this.#nativeStep(batch, read) : await this.#logitsStep(batch, parts);
+    if (loss !== null) {
+      const where = `epoch ${pos.epoch + 1}, step ${pos.index + 1}`;
+      const verdict = Number.isFinite(loss)
+        ? (this.#unreadNaN() ?? parts.guard?.step(loss) ?? null)
+        : { reason: `the loss is ${loss}` };
+      if (verdict) throw diverged(verdict.reason, where, lr);
     }
-    const verdict = Number.isFinite(loss)
-      ? (parts.guard?.step(loss) ?? null)
-      : { reason: `the loss is ${loss}` };
-    if (verdict) throw diverged(verdict.reason, `epoch ${pos.epoch + 1}, step ${pos.index + 1}`, lr);
-    const e = this.#epoch;
-    e.logits.push(logits);
-    e.targets.push(batch.targets);
-    e.lossSum += loss * n;
-    e.lossImages += n;
-    e.steps++;
     return { lr, loss };
   }
 
-  /** The accumulator of the steps since `beginEpoch` (for a mid-epoch checkpoint). */
+  /** The one-call step; the loss when `read`, else null (nothing copied back). */
+  async #nativeStep(batch: StepBatch, read: boolean): Promise<number | null> {
+    const e = this.#epoch;
+    if (e.counted) return await this.trainer.trainStepLazy(batch.x, batch.shape, batch.targets, read);
+    const r = await this.trainer.trainStep(batch.x, batch.shape, batch.targets);
+    e.logits.push(r.logits);
+    e.targets.push(batch.targets);
+    return read ? r.loss : null;
+  }
+
+  /** Forward, the TS loss, backward; the batch is counted natively with the TS loss. */
+  async #logitsStep(batch: StepBatch, parts: TrainingParts): Promise<number> {
+    const trainer = this.trainer;
+    const n = batch.shape[0], c = this.numClasses;
+    const logits = await trainer.forwardTrain(batch.x, batch.shape);
+    const label = parts.lossLabel ?? "loss plugin";
+    const r = checkLossResult(parts.loss.compute(logits, batch.targets, n, c, this.#mask), n, c, label);
+    await trainer.backwardStep(r.grad);
+    await trainer.countLast(batch.targets, r.loss);
+    if (!this.#epoch.counted) {
+      this.#epoch.logits.push(logits);
+      this.#epoch.targets.push(batch.targets);
+    }
+    return r.loss;
+  }
+
+  /** With losses left unread, a NaN among them shows in the native running sum: checked at each read. */
+  #unreadNaN(): { reason: string } | null {
+    if (this.logEverySteps === 1 || !this.#native) return null;
+    const sum = this.trainer.trainStats().lossSum;
+    return Number.isFinite(sum) ? null : { reason: `a loss since the previous read was ${sum}` };
+  }
+
+  /** The accumulator of the steps since `beginEpoch` (for a mid-epoch checkpoint): one native read. */
   epochState(): SessionEpochState {
     const e = this.#epoch;
+    const stats = this.trainer.trainStats();
     const images = e.targets.reduce((a, t) => a + t.length, 0);
     const logits = new Float32Array(images * this.numClasses);
     const targets = new Int32Array(images);
@@ -351,27 +435,42 @@ export class TrainSession {
       targets.set(t, off);
       off += t.length;
     });
-    return { logits, targets, lossSum: e.lossSum, lossImages: e.lossImages, steps: e.steps };
+    return {
+      counts: e.counted ? { confusion: stats.confusion, topKHits: stats.topKHits } : null,
+      logits,
+      targets,
+      lossSum: stats.lossSum,
+      lossImages: stats.images,
+      steps: stats.steps,
+    };
   }
 
-  /** Continues an epoch from a mid-epoch checkpoint's accumulator (after `beginEpoch`). */
+  /**
+   * Continues an epoch from a mid-epoch checkpoint's accumulator (after `beginEpoch`). One saved
+   * with logits (an evaluator without counts, or an older checkpoint) keeps this epoch on logits.
+   */
   restoreEpoch(s: SessionEpochState): void {
-    Object.assign(this.#epoch, {
-      logits: [s.logits],
-      targets: [s.targets],
-      lossSum: s.lossSum,
-      lossImages: s.lossImages,
-      steps: s.steps,
-    });
+    const e = this.#epoch;
+    e.counted = e.counted && s.counts !== null;
+    e.logits = e.counted ? [] : [s.logits];
+    e.targets = e.counted ? [] : [s.targets];
+    this.#resetStats(s);
   }
 
   /** The train figures of the steps since `beginEpoch`. */
   endEpoch(): EpochTrainFigures {
-    const { logits, targets, lossSum, lossImages, steps } = this.epochState();
+    const { counts, logits, targets, lossSum, lossImages, steps } = this.epochState();
     const loss = lossSum / Math.max(lossImages, 1);
     const verdict = steps > 0 ? (this.#parts?.guard?.epoch(loss) ?? null) : null;
     if (verdict) throw diverged(verdict.reason, `the end of epoch ${this.#epoch.index + 1}`, this.#lastLr);
-    return { loss, logits, targets, images: targets.length, steps };
+    if (steps > 0 && !Number.isFinite(loss)) {
+      throw diverged(
+        `the epoch's mean train loss is ${loss}`,
+        `the end of epoch ${this.#epoch.index + 1}`,
+        this.#lastLr,
+      );
+    }
+    return { loss, counts, logits, targets, images: lossImages, steps };
   }
 
   /** Eval-mode logits of a whole split, in split order. */

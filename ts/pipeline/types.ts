@@ -184,6 +184,30 @@ export interface Evaluator {
   ): Metrics;
   /** optional: the training split's class counts, once before evaluating (priors, shot groups) */
   setData?(info: DataInfo): void;
+  /**
+   * optional, with `fromCounts`: what the trainer should count natively for the train metrics
+   * (top-k values, a per-class logit bias), so no train logits cross to TS. Without the pair the
+   * session keeps the epoch's train logits and calls `evaluate`.
+   */
+  countSpec?(c: number, restrict?: number[]): CountSpec;
+  /** the metrics `evaluate` would give for the rows the counts were made from */
+  fromCounts?(counts: PredictionCounts, loss: number, restrict?: number[]): Metrics;
+}
+
+/** What the native train statistics count for an evaluator (see `Evaluator.countSpec`). */
+export interface CountSpec {
+  /** k values of top-k hits */
+  topK: number[];
+  /** per-class value added to the logits before the argmax; null: none */
+  bias: ArrayLike<number> | null;
+}
+
+/** Prediction counts of an epoch's train batches (argmax over the candidate classes). */
+export interface PredictionCounts {
+  /** `C × C`, row = label, column = prediction */
+  confusion: number[][];
+  /** rows whose label is among the k best candidates, keyed by k */
+  topKHits: Record<string, number>;
 }
 
 export interface EpochMetrics {

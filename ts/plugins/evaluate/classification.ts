@@ -28,7 +28,15 @@
  * - With no rows counted every metric is 0 (shot groups null).
  */
 import { z } from "zod";
-import type { ClassMetrics, DataInfo, Evaluator, Metrics, PluginModule } from "../../pipeline/types.ts";
+import type {
+  ClassMetrics,
+  CountSpec,
+  DataInfo,
+  Evaluator,
+  Metrics,
+  PluginModule,
+  PredictionCounts,
+} from "../../pipeline/types.ts";
 
 export const configSchema = z.object({
   /** k values for top-k accuracy; a k not below the number of candidate classes is left out */
@@ -221,6 +229,24 @@ export function topKAccuracy(
   return out;
 }
 
+/**
+ * `topKAccuracy` from counted hits (`PredictionCounts.topKHits`): the same keys (each k of `ks`
+ * below the number of candidates, ascending) and values (hits / rows counted).
+ */
+export function topKFromHits(
+  counts: PredictionCounts,
+  ks: number[],
+  candidates: number,
+): Record<string, number> {
+  let rows = 0;
+  for (const row of counts.confusion) for (const v of row) rows += v;
+  const out: Record<string, number> = {};
+  for (const k of [...new Set(ks)].filter((k) => k < candidates).sort((a, b) => a - b)) {
+    out[`top${k}`] = ratio(counts.topKHits[String(k)] ?? 0, rows);
+  }
+  return out;
+}
+
 /** Shot groups of the classes with support (see the module doc); `trainCounts` per class. */
 export function shotGroupRecall(
   perClass: ClassMetrics[],
@@ -263,6 +289,21 @@ export const plugin: PluginModule<typeof configSchema, Evaluator> = {
   configSchema,
   create(cfg): Evaluator {
     let trainCounts: number[] | null = null;
+    /** The logit adjustment of `c` classes over `restrict`, or undefined when τ is 0. */
+    const biasOf = (c: number, restrict?: number[]): Float64Array | undefined => {
+      if (trainCounts !== null && trainCounts.length !== c) {
+        throw new Error(
+          `evaluate: setData gave ${trainCounts.length} class counts; the logits have ${c} classes`,
+        );
+      }
+      if (!(cfg.logitAdjustTau > 0)) return undefined;
+      if (trainCounts === null) {
+        throw new Error(
+          "evaluate: logitAdjustTau > 0 needs the training class counts; call setData(info) before evaluate",
+        );
+      }
+      return logitAdjustment(trainCounts, cfg.logitAdjustTau, c, restrict);
+    };
     return {
       setData(info: DataInfo): void {
         if (cfg.logitAdjustTau > 0) {
@@ -278,22 +319,18 @@ export const plugin: PluginModule<typeof configSchema, Evaluator> = {
         trainCounts = [...info.classCounts];
       },
       evaluate(logits, labels, n, c, loss, restrict): Metrics {
-        if (trainCounts !== null && trainCounts.length !== c) {
-          throw new Error(
-            `evaluate: setData gave ${trainCounts.length} class counts; the logits have ${c} classes`,
-          );
-        }
-        let bias: Float64Array | undefined;
-        if (cfg.logitAdjustTau > 0) {
-          if (trainCounts === null) {
-            throw new Error(
-              "evaluate: logitAdjustTau > 0 needs the training class counts; call setData(info) before evaluate",
-            );
-          }
-          bias = logitAdjustment(trainCounts, cfg.logitAdjustTau, c, restrict);
-        }
+        const bias = biasOf(c, restrict);
         const m = metricsFromConfusion(confusionMatrix(logits, labels, n, c, restrict, bias), loss);
         m.topK = topKAccuracy(logits, labels, n, c, cfg.topK, restrict, bias);
+        if (trainCounts !== null) m.shotGroups = shotGroupRecall(m.perClass, trainCounts, cfg.shotThresholds);
+        return m;
+      },
+      countSpec(c, restrict): CountSpec {
+        return { topK: cfg.topK, bias: biasOf(c, restrict) ?? null };
+      },
+      fromCounts(counts, loss, restrict): Metrics {
+        const m = metricsFromConfusion(counts.confusion, loss);
+        m.topK = topKFromHits(counts, cfg.topK, candidateColumns(counts.confusion.length, restrict).length);
         if (trainCounts !== null) m.shotGroups = shotGroupRecall(m.perClass, trainCounts, cfg.shotThresholds);
         return m;
       },
