@@ -73,6 +73,10 @@ impl DenseBlock {
         if self.kernels.take(Kernel::ChannelsLast, big_maps && x.device() == Device::Cpu) {
             return self.concat_layers(&to_channels_last(x)?);
         }
+        if x.device() != Device::Cpu && self.kernels.on(Kernel::ChannelsLast) {
+            // On CUDA the layout was chosen at the upload (channels-last); cuDNN keeps it.
+            return self.concat_layers(x);
+        }
         self.concat_layers(&x.f_contiguous()?)
     }
 

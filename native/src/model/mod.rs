@@ -294,6 +294,10 @@ impl HybridNet {
         if self.kernels.take(Kernel::ChannelsLast, big_maps && !c1.requires_grad() && c1.device() == Device::Cpu) {
             return layout::to_channels_last(&c1);
         }
+        if c1.device() != Device::Cpu && self.kernels.on(Kernel::ChannelsLast) {
+            // On CUDA the layout was chosen at the upload (channels-last); cuDNN keeps it.
+            return Ok(c1);
+        }
         Ok(c1.f_contiguous()?)
     }
 }

@@ -300,10 +300,13 @@ impl Optimizer {
             ms.push(buffer(st, "exp_avg", p)?.shallow_clone());
             vs.push(buffer(st, "exp_avg_sq", p)?.shallow_clone());
             let key = (st.step + 1, p.device());
-            if !step_tensors.contains_key(&key) {
-                step_tensors.insert(key, Tensor::f_full([] as [i64; 0], key.0 as f64, (tch::Kind::Float, key.1))?);
-            }
-            steps.push(step_tensors.get(&key).map(Tensor::shallow_clone).ok_or_else(|| Error::State("step tensor".into()))?);
+            let step = match step_tensors.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().shallow_clone(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Tensor::f_full([] as [i64; 0], key.0 as f64, (tch::Kind::Float, key.1))?).shallow_clone()
+                }
+            };
+            steps.push(step);
         }
         let cfg = &self.cfg;
         let args = ops::AdamArgs { lr: cfg.lr, betas: cfg.betas, weight_decay: cfg.weight_decay, eps: cfg.eps, adamw: cfg.kind == OptimizerKind::Adamw };
