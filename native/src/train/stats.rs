@@ -83,12 +83,25 @@ struct Counts {
     loss_sum: Tensor,
 }
 
+/// The config's tensors on the device the batches come from (made once per epoch).
+#[derive(Debug)]
+struct Consts {
+    device: Device,
+    /// The candidate classes, sorted.
+    cols: Tensor,
+    /// `[C]` int64: 1 for a candidate class (a row's weight in the counts).
+    keep: Tensor,
+    /// `[1, C]` float64, or none.
+    bias: Option<Tensor>,
+}
+
 /// The accumulator of one epoch.
 #[derive(Debug)]
 pub struct TrainStats {
     c: i64,
     config: StatsConfig,
     counts: Option<Counts>,
+    consts: Option<Consts>,
     images: u64,
     steps: u64,
 }
@@ -97,14 +110,14 @@ impl TrainStats {
     /// An empty accumulator over every class of `c`, no top-k, no bias.
     pub fn new(c: i64) -> Self {
         let config = StatsConfig { classes: (0..c).collect(), top_k: Vec::new(), bias: None, carry: None };
-        Self { c, config, counts: None, images: 0, steps: 0 }
+        Self { c, config, counts: None, consts: None, images: 0, steps: 0 }
     }
 
     /// An accumulator counting as `config` says, starting from its `carry` and `loss_sum` (0 for
     /// a new epoch; a resumed epoch's sum, so the following batches add in the same order as in
     /// an uninterrupted run). Made on the CPU; moved to the first batch's device.
     pub fn with_config(c: i64, config: StatsConfig, loss_sum: f64) -> Result<Self> {
-        let mut s = Self { c, counts: None, images: 0, steps: 0, config };
+        let mut s = Self { c, counts: None, consts: None, images: 0, steps: 0, config };
         if let Some(k) = s.config.carry.take() {
             let flat: Vec<i64> = k.confusion.concat();
             let hits: Vec<i64> = s.config.top_k.iter().map(|t| k.top_k.get(&t.to_string()).copied().unwrap_or(0)).collect();
@@ -132,6 +145,23 @@ impl TrainStats {
         self.counts.as_mut().ok_or_else(|| Error::State("stats: no counts".into()))
     }
 
+    /// The config's tensors on `device`, uploaded on the first batch of the epoch.
+    fn consts(&mut self, device: Device) -> Result<&Consts> {
+        if self.consts.as_ref().map(|k| k.device) != Some(device) {
+            let mut keep = vec![0i64; self.c as usize];
+            for &k in &self.config.classes {
+                keep[k as usize] = 1;
+            }
+            let bias = match &self.config.bias {
+                Some(b) => Some(upload(&Tensor::f_from_slice(b)?.f_view([1, self.c])?, device)?),
+                None => None,
+            };
+            let cols = upload(&Tensor::f_from_slice(&self.config.classes)?, device)?;
+            self.consts = Some(Consts { device, cols, keep: upload(&Tensor::f_from_slice(&keep)?, device)?, bias });
+        }
+        self.consts.as_ref().ok_or_else(|| Error::State("stats: no constants".into()))
+    }
+
     /// Counts one batch: `logits` `[n, C]` (detached), `targets` in `[0, C)`, and its mean loss
     /// (a scalar tensor on the logits' device, or a host number). No value is read back.
     pub fn add(&mut self, logits: &Tensor, targets: &[i32], loss: BatchLoss<'_>) -> Result<()> {
@@ -145,21 +175,17 @@ impl TrainStats {
         }
         let device = logits.device();
         let idx: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
-        let t = Tensor::f_from_slice(&idx)?.f_to_device(device)?;
-        let cols = Tensor::f_from_slice(&self.config.classes)?.f_to_device(device)?;
-        let mut keep = vec![0i64; c as usize];
-        for &k in &self.config.classes {
-            keep[k as usize] = 1;
-        }
-        let row_weight = Tensor::f_from_slice(&keep)?.f_to_device(device)?.f_index_select(0, &t)?;
-        let mut v = logits.f_to_kind(Kind::Double)?;
-        if let Some(b) = &self.config.bias {
-            v = v.f_add(&Tensor::f_from_slice(b)?.f_to_device(device)?.f_view([1, c])?)?;
-        }
-        let vc = v.f_index_select(1, &cols)?;
-        let pred = cols.f_index_select(0, &first_max(&vc)?)?;
+        let t = upload(&Tensor::f_from_slice(&idx)?, device)?;
         let top = self.config.top_k.clone();
-        let hits = if top.is_empty() { None } else { Some(top_hits(&v, &vc, &cols, &t, &row_weight, &top)?) };
+        let k = self.consts(device)?;
+        let row_weight = k.keep.f_index_select(0, &t)?;
+        let mut v = logits.f_to_kind(Kind::Double)?;
+        if let Some(b) = &k.bias {
+            v = v.f_add(b)?;
+        }
+        let vc = v.f_index_select(1, &k.cols)?;
+        let pred = k.cols.f_index_select(0, &first_max(&vc)?)?;
+        let hits = if top.is_empty() { None } else { Some(top_hits(&v, &vc, &k.cols, &t, &row_weight, &top)?) };
         let batch_loss = match loss {
             BatchLoss::Device(l) => l.f_to_kind(Kind::Double)?.f_mul_scalar(n)?,
             BatchLoss::Host(l) => Tensor::f_scalar_tensor(l * n as f64, (Kind::Double, device))?,
@@ -178,14 +204,6 @@ impl TrainStats {
         self.images += n as u64;
         self.steps += 1;
         Ok(())
-    }
-
-    /// The running loss sum (one scalar read back; NaN once any counted loss was NaN).
-    pub fn loss_sum(&self) -> Result<f64> {
-        match &self.counts {
-            Some(k) => Ok(k.loss_sum.f_double_value(&[])?),
-            None => Ok(0.0),
-        }
     }
 
     /// The figures as JSON: `{"images":n,"steps":n,"loss_sum":x|null,"confusion":[[..]..],
@@ -208,6 +226,12 @@ impl TrainStats {
         let loss = if loss_sum.is_finite() { json!(loss_sum) } else { Value::Null };
         Ok(json!({"images": self.images, "steps": self.steps, "loss_sum": loss, "confusion": rows, "top_k": top}).to_string())
     }
+}
+
+/// A host tensor on `device` without waiting for the device (a no-op on the CPU): the copy is
+/// queued behind the work already there, as the model's input upload is.
+fn upload(t: &Tensor, device: Device) -> Result<Tensor> {
+    Ok(t.f_to_device_(device, t.kind(), true, false)?)
 }
 
 /// A batch's mean loss: the native loss's tensor (stays on the device) or a number from TS.
