@@ -4,7 +4,15 @@
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { Images } from "../native/images.ts";
-import { applyOverrides, loadConfig, parseYaml, resolveConfig, type ResolvedConfig } from "./config.ts";
+import {
+  applyOverrides,
+  DEFAULT_DEVICE,
+  loadConfig,
+  parseYaml,
+  resolveConfig,
+  type ResolvedConfig,
+} from "./config.ts";
+import { type Device, resolveDevice } from "./device.ts";
 import { DataError } from "./errors.ts";
 import { builtinModules, isPluginPath } from "./registry.ts";
 import { createRng, deriveSeed } from "./rng.ts";
@@ -247,9 +255,9 @@ function softmax(row: Float32Array): number[] {
 }
 
 /** The inference session of a run's checkpoint, from its inference.json. */
-function predictSpec(checkpoint: string, meta: InferenceMeta): SessionSpec {
+function predictSpec(checkpoint: string, meta: InferenceMeta, device: Device): SessionSpec {
   return {
-    device: "cpu",
+    device,
     model: {
       numClasses: meta.classNames.length,
       inputChannels: meta.channels,
@@ -278,7 +286,9 @@ export async function predictImages(opts: {
   const [height, width] = meta.imageSize;
   const files = opts.images.map((p) => resolve(p));
   const cacheDir = await Deno.makeTempDir({ prefix: "hn-predict-" });
-  const session = await TrainSession.open(predictSpec(opts.checkpoint, meta));
+  // the config's device when one is given, else the default (auto: the first usable GPU, else the CPU)
+  const device = resolveDevice(opts.config?.device ?? DEFAULT_DEVICE);
+  const session = await TrainSession.open(predictSpec(opts.checkpoint, meta, device));
   let images: Images | null = null;
   try {
     images = await Images.build({
