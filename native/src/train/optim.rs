@@ -309,7 +309,13 @@ impl Optimizer {
             steps.push(step);
         }
         let cfg = &self.cfg;
-        let args = ops::AdamArgs { lr: cfg.lr, betas: cfg.betas, weight_decay: cfg.weight_decay, eps: cfg.eps, adamw: cfg.kind == OptimizerKind::Adamw };
+        let args = ops::AdamArgs {
+            lr: cfg.lr,
+            betas: cfg.betas,
+            weight_decay: cfg.weight_decay,
+            eps: cfg.eps,
+            adamw: cfg.kind == OptimizerKind::Adamw,
+        };
         let ps: Vec<&Tensor> = live.iter().map(|(_, p, _)| *p).collect();
         fn refs(v: &[Tensor]) -> Vec<&Tensor> {
             v.iter().collect()
