@@ -13,5 +13,5 @@ pub mod trainer;
 
 pub use ema::{Ema, EmaConfig};
 pub use loss::{LossConfig, LossKind};
-pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use optim::{GradNorm, Optimizer, OptimizerConfig, OptimizerKind};
 pub use trainer::{Precision, Trainer, TrainerConfig};

@@ -55,6 +55,26 @@ fn default_true() -> bool {
     true
 }
 
+/// The total gradient L2 norm of a step (before clipping): a number, or, when the step ran on a
+/// device, a scalar tensor there, so that a step whose norm nobody reads never waits for the device.
+#[derive(Debug)]
+pub enum GradNorm {
+    /// Computed on the host (the CPU paths).
+    Host(f64),
+    /// A 0-dim tensor on the parameters' device.
+    Device(Tensor),
+}
+
+impl GradNorm {
+    /// The norm as a number (on a device: waits for the step to finish).
+    pub fn value(&self) -> Result<f64> {
+        match self {
+            GradNorm::Host(v) => Ok(*v),
+            GradNorm::Device(t) => Ok(t.f_double_value(&[])?),
+        }
+    }
+}
+
 /// Optimizer hyper-parameters (the `optimizer` object of the trainer config). The ranges
 /// [`OptimizerConfig::validate`] accepts are those of `OptimizerOptionsSchema` in
 /// `ts/model/options.ts`.
@@ -197,18 +217,18 @@ impl Optimizer {
     /// returns the total gradient L2 norm before clipping. With `fused`, Adam and AdamW on CPU
     /// float32 run as one pass (`fused_adam.rs`), on CUDA as ATen's fused multi-tensor kernels;
     /// everything else takes the tensor path.
-    pub fn step_clipped(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<f64> {
+    pub fn step_clipped(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<GradNorm> {
         if self.cfg.fused && matches!(self.cfg.kind, OptimizerKind::Adam | OptimizerKind::Adamw) {
             if let Some(norm) = self.fused_step(params, max_norm)? {
-                return Ok(norm);
+                return Ok(GradNorm::Host(norm));
             }
             if let Some(norm) = self.device_fused_step(params, max_norm)? {
-                return Ok(norm);
+                return Ok(GradNorm::Device(norm));
             }
         }
         let norm = clip_grad_norm(params, max_norm)?;
         self.tensor_step(params)?;
-        Ok(norm)
+        Ok(GradNorm::Host(norm))
     }
 
     /// One update of every parameter that has a gradient (no clipping).
@@ -275,8 +295,8 @@ impl Optimizer {
     /// Adam/AdamW on CUDA float32 parameters as ATen's multi-tensor passes (`csrc/cuda_ops.cpp`):
     /// one `_foreach_norm` for the norm and the clip (computed on the device), one
     /// `_fused_adam(w)_`. `None` (nothing changed) when a parameter is not CUDA float32. The
-    /// returned norm is read back from the device.
-    fn device_fused_step(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<f64>> {
+    /// norm stays on the device (a scalar tensor): reading it would wait for the step.
+    fn device_fused_step(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<Tensor>> {
         use crate::cuda::ops;
         let _guard = tch::no_grad_guard();
         let mut live = Vec::new();
@@ -328,7 +348,7 @@ impl Optimizer {
         }
         self.steps += 1;
         self.fused_steps += 1;
-        Ok(Some(norm.f_double_value(&[])?))
+        Ok(Some(norm))
     }
 
     /// One update of every parameter that has a gradient with tensor ops (runs under `no_grad`).
@@ -578,8 +598,8 @@ mod tests {
             for step in 0..4 {
                 set_grads(&a, step);
                 set_grads(&b, step);
-                let na = fused.step_clipped(&a, clip).unwrap();
-                let nb = plain.step_clipped(&b, clip).unwrap();
+                let na = fused.step_clipped(&a, clip).unwrap().value().unwrap();
+                let nb = plain.step_clipped(&b, clip).unwrap().value().unwrap();
                 assert!((na - nb).abs() <= 1e-5 * nb, "{kind:?} step {step}: norm {na} vs {nb}");
                 super::super::clip::zero_grad(&a).unwrap();
                 super::super::clip::zero_grad(&b).unwrap();
@@ -608,7 +628,7 @@ mod tests {
         // so check the second moment instead: v = (1 - b2) * (g * coef)^2.
         let params = vec![param(&[0.0], &[10.0])];
         let mut opt = Optimizer::new(OptimizerConfig::adam(0.1)).unwrap();
-        let norm = opt.step_clipped(&params, Some(1.0)).unwrap();
+        let norm = opt.step_clipped(&params, Some(1.0)).unwrap().value().unwrap();
         assert!((norm - 10.0).abs() < 1e-5, "{norm}");
         let (state, _) = opt.state_dict().unwrap();
         let v = state.iter().find(|(n, _)| n == "exp_avg_sq.w").map(|(_, t)| t.data[0]).unwrap();

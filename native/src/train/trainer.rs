@@ -7,7 +7,7 @@
 use super::clip::zero_grad;
 use super::ema::{self, Ema, EmaConfig};
 use super::loss::LossConfig;
-use super::optim::{Optimizer, OptimizerConfig};
+use super::optim::{GradNorm, Optimizer, OptimizerConfig};
 use super::stats::{BatchLoss, StatsConfig, TrainStats};
 use crate::checkpoint;
 use crate::error::{Error, Result};
@@ -232,7 +232,8 @@ impl Trainer {
             .and_then(|s| s.f_sum(Kind::Float))
             .and_then(|s| s.f_backward())
             .map_err(Error::from)
-            .and_then(|()| self.clip_and_step());
+            .and_then(|()| self.clip_and_step())
+            .and_then(|norm| norm.value());
         zero_grad(&self.params)?;
         result
     }
@@ -262,7 +263,7 @@ impl Trainer {
 
     /// Clip, optimizer step, then the EMA update (its buffers are made from the weights the
     /// first step starts from).
-    fn clip_and_step(&mut self) -> Result<f64> {
+    fn clip_and_step(&mut self) -> Result<GradNorm> {
         self.check_not_swapped()?;
         if let Some(ema) = &mut self.ema {
             ema.prepare(&self.params)?;
@@ -277,12 +278,12 @@ impl Trainer {
     /// One call: train-mode forward, native loss (mean over the batch), backward, clip, step.
     pub fn train_step(&mut self, x: &Tensor, targets: &[i32]) -> Result<StepOutput> {
         let (logits, loss, grad_norm) = self.step_native(x, targets)?;
-        Ok(StepOutput { logits, loss: loss.f_double_value(&[])?, grad_norm })
+        Ok(StepOutput { logits, loss: loss.f_double_value(&[])?, grad_norm: grad_norm.value()? })
     }
 
     /// [`Trainer::train_step`] without reading the loss back: the batch is counted in the train
     /// statistics on the device, and the loss stays a scalar tensor there.
-    pub fn step_native(&mut self, x: &Tensor, targets: &[i32]) -> Result<(Tensor, Tensor, f64)> {
+    pub fn step_native(&mut self, x: &Tensor, targets: &[i32]) -> Result<(Tensor, Tensor, GradNorm)> {
         self.pending = None;
         self.last_logits = None;
         self.check_not_swapped()?;
