@@ -193,7 +193,11 @@ impl TrainStats {
         let k = self.counts(device)?;
         if k.confusion.device() != device {
             // a carried epoch starts on the CPU; the counts follow the model to its device
-            *k = Counts { confusion: k.confusion.f_to_device(device)?, top_hits: k.top_hits.f_to_device(device)?, loss_sum: k.loss_sum.f_to_device(device)? };
+            *k = Counts {
+                confusion: k.confusion.f_to_device(device)?,
+                top_hits: k.top_hits.f_to_device(device)?,
+                loss_sum: k.loss_sum.f_to_device(device)?,
+            };
         }
         // in-place ops return the tensor they changed: nothing else to keep
         let _ = k.confusion.f_index_add_(0, &t.f_mul_scalar(c)?.f_add(&pred)?, &row_weight)?;
@@ -287,7 +291,8 @@ mod tests {
     #[test]
     fn ties_go_to_the_lower_class_and_nan_ranks_last() {
         let nan = f32::NAN;
-        let v = counted(3, r#"{"classes":[0,1,2],"top_k":[1,2]}"#, &[1.0, 1.0, 0.0, nan, f32::NEG_INFINITY, 0.0, nan, nan, nan], &[1, 0, 2]);
+        let v =
+            counted(3, r#"{"classes":[0,1,2],"top_k":[1,2]}"#, &[1.0, 1.0, 0.0, nan, f32::NEG_INFINITY, 0.0, nan, nan, nan], &[1, 0, 2]);
         // row 0: tie 0/1 → 0; row 1: NaN < -inf < 0 → 2; row 2: all NaN → first candidate 0
         assert_eq!(v["confusion"], json!([[0, 0, 1], [1, 0, 0], [1, 0, 0]]));
         // ranks: row 0 label 1 has class 0 tied below it → 1; row 1 label 0 (NaN) → 2; row 2 label 2 (NaN) → 2
