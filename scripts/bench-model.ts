@@ -8,11 +8,16 @@
  * Options: --sizes 32,64,128 --batches 32,128 --budget 3 (seconds per measurement) --min-steps 3
  * (timed steps per measurement at least) --rounds 1 (interleaved passes; each column reports its
  * median) --precision fp32,bf16 (train steps in each arithmetic: ours with `train.precision`, the
- * peer under `torch.autocast("cpu", dtype=torch.bfloat16)`; inference rows are fp32 only). Each
- * measurement reports img/s from its median step time.
+ * peer under `torch.autocast("cpu", dtype=torch.bfloat16)`; inference rows are fp32 only) --device
+ * cpu|cuda|cuda:N (default cpu; `auto` picks as a run does): both sides on that device, each step
+ * waiting for the device to finish (ours reads its loss or logits back, the peer synchronises), so a
+ * step's time is its whole time. The GPU check (scripts/gpu-check.sh) times CUDA in chunks of steps
+ * as a run's loop does; this is the simpler per-step view. Each measurement reports img/s from its
+ * median step time.
  */
 import { ffiOverhead, nativeInfo } from "../ts/mod.ts";
 import { createPlugin } from "../ts/pipeline/registry.ts";
+import { type Device, resolveDevice } from "../ts/pipeline/device.ts";
 import { type StepPosition, TrainSession } from "../ts/pipeline/session.ts";
 import type { Loss } from "../ts/pipeline/types.ts";
 import { prepareLibtorch, ROOT } from "./lib/libtorch.ts";
@@ -31,6 +36,16 @@ const precisions = arg("precision", "fp32").split(",").map((p) => {
   if (p !== "fp32" && p !== "bf16") throw new Error(`--precision takes fp32 and/or bf16, got ${p}`);
   return p as Precision;
 });
+
+/** Where both sides run; a missing GPU is the same clear error as a run's. */
+const device: Device = (() => {
+  try {
+    return resolveDevice(arg("device", "cpu"), "--device");
+  } catch (err) {
+    console.error(`bench:model: ${err instanceof Error ? err.message : err}`);
+    Deno.exit(1);
+  }
+})();
 
 function median(xs: (number | null)[]): number | null {
   const v = xs.filter((x): x is number => x !== null).sort((a, b) => a - b);
@@ -82,7 +97,7 @@ async function native(
 ): Promise<number> {
   // the session's data-free core: the same model, trainer and step as a run, with no config or data
   const session = await TrainSession.open({
-    device: "cpu",
+    device,
     model: { numClasses: 8, fpn, seed: 0 },
     trainer: mode === "train" ? { optimizer: { kind: "adam", lr: 1e-4 }, precision } : null,
   });
@@ -124,6 +139,7 @@ async function peer(
       String(budget),
       String(minSteps),
       precision,
+      device,
     ],
     env: tuned ? TUNED : {},
     stdout: "piped",
@@ -136,7 +152,7 @@ async function peer(
 const f = (v: number | null): string => (v === null ? "n/a" : v.toFixed(1));
 const r = (a: number, b: number | null): string => (b ? `${(a / b).toFixed(2)}×` : "n/a");
 const rows: string[] = [];
-console.error(`threads ${threads}; torch ${torch.version}; budget ${budget}s per cell`);
+console.error(`device ${device}; threads ${threads}; torch ${torch.version}; budget ${budget}s per cell`);
 for (const size of sizes) {
   for (const batch of batches) {
     const cells = [
