@@ -3,7 +3,7 @@
 //! warm-ups: `cargo run --release --example profile_step -- PX BATCH [STEPS] [train|infer]
 //! [VARIANT]`. `infer` times eval forwards instead. With VARIANT (as for `ab_step`, e.g.
 //! `conv_rewrites=off,fused_adam=off`) a second model and optimizer with those options (and the
-//! first one's weights) are profiled after the defaults. `HN_NUM_THREADS` sets the thread count.
+//! first one's weights) are profiled after the defaults, on all available cores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,7 +1,8 @@
 //! Process-wide set-up done once, on first use of the library: glibc malloc keeps freed tensor
 //! memory in the heap (no per-step unmap + page-fault cycle; docs/perf-log.md), libtorch's CUDA
 //! half is loaded where a driver lists a device (`cuda::torch_cuda`), and torch uses every
-//! available core (its default here is 1 thread) unless `HN_NUM_THREADS` says otherwise.
+//! available core (its default here is 1 thread); a config's `train.threads` sets it per run
+//! (`hn_set_num_threads`).
 
 use std::sync::Once;
 
@@ -17,13 +18,9 @@ pub fn init() {
     });
 }
 
-/// Threads from `HN_NUM_THREADS` if it is a positive integer, else the available cores.
+/// The available cores (no environment switch: threads are a run's option, `train.threads`).
 pub fn default_threads() -> i32 {
-    std::env::var("HN_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<i32>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1))
+    std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -55,6 +55,18 @@ fn default_true() -> bool {
     true
 }
 
+/// The parameters that have a gradient, with it: `(name, parameter, gradient)`.
+fn live_grads(params: &[(String, Tensor)]) -> Result<Vec<(&String, &Tensor, Tensor)>> {
+    let mut live = Vec::new();
+    for (name, p) in params {
+        let g = p.f_grad()?;
+        if g.defined() {
+            live.push((name, p, g));
+        }
+    }
+    Ok(live)
+}
+
 /// The total gradient L2 norm of a step (before clipping): a number, or, when the step ran on a
 /// device, a scalar tensor there, so that a step whose norm nobody reads never waits for the device.
 #[derive(Debug)]
@@ -240,13 +252,7 @@ impl Optimizer {
     /// early) when a tensor is not plain CPU float32 or no worker pool could be made.
     fn fused_step(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<f64>> {
         let _guard = tch::no_grad_guard();
-        let mut live = Vec::new();
-        for (name, p) in params {
-            let g = p.f_grad()?;
-            if g.defined() {
-                live.push((name, p, g));
-            }
-        }
+        let live = live_grads(params)?;
         if !live.iter().all(|(_, p, g)| fused_adam::is_plain_f32(p) && fused_adam::is_plain_f32(g)) {
             return Ok(None);
         }
@@ -299,13 +305,7 @@ impl Optimizer {
     fn device_fused_step(&mut self, params: &[(String, Tensor)], max_norm: Option<f64>) -> Result<Option<Tensor>> {
         use crate::cuda::ops;
         let _guard = tch::no_grad_guard();
-        let mut live = Vec::new();
-        for (name, p) in params {
-            let g = p.f_grad()?;
-            if g.defined() {
-                live.push((name, p, g));
-            }
-        }
+        let live = live_grads(params)?;
         let on_cuda = |t: &Tensor| t.device().is_cuda() && t.kind() == tch::Kind::Float;
         if live.is_empty() || !live.iter().all(|(_, p, g)| on_cuda(p) && on_cuda(g)) {
             return Ok(None);
