@@ -1,6 +1,7 @@
 /**
  * `train.optimizer.lr: auto`: before a new run trains, an LR range test (lr-find.ts) on its
- * training data picks the base LR — the steepest descent of the smoothed loss. The curve
+ * training data, every class active (also under a curriculum), picks the base LR — the steepest
+ * descent of the smoothed loss. The curve
  * (lr-find.csv, lr-find.svg) and the choice (lr-auto.json) stay in the run folder, and the run's
  * config.yaml holds the picked number, so a resumed run and `crt` use the same LR.
  */
@@ -23,7 +24,7 @@ export async function resolveAutoLr(
 ): Promise<ResolvedConfig> {
   if (config.train.optimizer.lr !== "auto") return config;
   log.info(`train.optimizer.lr is auto: running the LR range test (${AUTO_LR_STEPS} steps) first`);
-  const r = await findLr(config, { out: paths.dir, steps: AUTO_LR_STEPS });
+  const r = await findLr(config, { out: paths.dir, steps: AUTO_LR_STEPS, allClasses: true });
   for (const line of formatLrFind(r).split("\n")) log.info(line);
   const lr = r.descended ? r.suggestedLr : DEFAULT_LR;
   if (!r.descended) {

@@ -4,7 +4,7 @@
  * record the loss per step, and stop once the smoothed loss exceeds `divergeFactor` × its best.
  *
  * The data and the session are built as `runPipeline` builds them (same seeds), with the stage
- * plan of epoch 0, and the sweep as the session's LR policy; the sampler is drawn again whenever an epoch's batches run out. No
+ * plan of epoch 0 (or every class, `allClasses`), and the sweep as the session's LR policy; the sampler is drawn again whenever an epoch's batches run out. No
  * run folder, checkpoint or val split: only `lr-find.csv` and `lr-find.svg` in `out`.
  *
  * Suggested LR: the LR where the smoothed loss falls fastest against log(LR) (the most negative
@@ -38,6 +38,12 @@ export interface LrFindOptions {
   divergeFactor?: number;
   /** print a line per step (default: nothing) */
   log?: (line: string) => void;
+  /**
+   * sweep on every class instead of the stage plan of epoch 0 (default false). `lr: auto` sets it:
+   * the picked LR serves the whole run, and a curriculum's first stage (two easy classes) lets the
+   * loss fall at rates the full problem does not tolerate.
+   */
+  allClasses?: boolean;
 }
 
 /** One training step of the sweep. */
@@ -208,7 +214,10 @@ export async function findLr(config: ResolvedConfig, opts: LrFindOptions): Promi
       lossLabel: pluginLabel("loss", config.loss.name),
     });
     manualSeed(deriveSeed(config.seed, "epoch", 0));
-    const plan = stage.plan(0, []);
+    const first = stage.plan(0, []);
+    const plan = opts.allClasses
+      ? { ...first, activeClasses: Array.from({ length: data.numClasses }, (_, c) => c), maskInactive: false }
+      : first;
     session.beginEpoch(0, plan);
     const rng = createRng(deriveSeed(config.seed, "sampler"));
     const points: LrFindPoint[] = [];
