@@ -10,6 +10,7 @@ import {
   refineWithDataset,
 } from "../../ts/pipeline/config.ts";
 import { DEFAULT_BEST_METRIC } from "../../ts/pipeline/metric-path.ts";
+import { expandRecipes, loadCompareSpec } from "../../ts/pipeline/compare.ts";
 
 const MINIMAL = "data:\n  loader:\n    name: synthetic\n";
 
@@ -178,4 +179,26 @@ Deno.test("config: the shipped configs load", async () => {
   const seed = await loadConfig("configs/seed.yaml");
   assert.equal(seed.train.epochs, 400);
   assert.equal(seed.loss.name, "focal");
+  // the blood-cell recipes: 64 px on CPU, 128 px with bf16 on a GPU, the same choices otherwise
+  const pbc = await loadConfig("configs/pbc.yaml"), gpu = await loadConfig("configs/pbc-gpu.yaml");
+  assert.deepEqual([pbc.data.imageSize, gpu.data.imageSize], [[64, 64], [128, 128]]);
+  assert.deepEqual([pbc.train.precision, gpu.train.precision], ["fp32", "bf16"]);
+  for (const c of [pbc, gpu]) {
+    assert.deepEqual([c.sampler.name, c.loss.name, c.stage.name], ["shuffle", "cross-entropy", "none"]);
+  }
+});
+
+Deno.test("config: every shipped compare spec loads, and each of its recipes is a valid config", async () => {
+  const dir = "configs/compare";
+  const files = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".yaml")).map((e) =>
+    `${dir}/${e.name}`
+  );
+  assert.ok(files.length >= 4, `only ${files.length} specs`);
+  for (const f of files) {
+    const spec = await loadCompareSpec(f);
+    for (const r of expandRecipes(spec)) {
+      const c = await loadConfig(spec.config, [...spec.set, ...r.set]);
+      assert.ok(c.train.epochs > 0, `${f}: ${r.name}`);
+    }
+  }
 });
