@@ -6,13 +6,15 @@ import {
   type CompareState,
   etaLine,
   expandRecipes,
+  flattened,
   loadCompareSpec,
   meanStd,
   type RecipeSummary,
   runCompare,
   verdict,
 } from "../../ts/pipeline/compare.ts";
-import { pool } from "../../ts/pipeline/compare-cells.ts";
+import { cellResult, lastMove, pool } from "../../ts/pipeline/compare-cells.ts";
+import type { RunResult } from "../../ts/pipeline/runner.ts";
 import { syntheticYaml } from "./helpers.ts";
 
 Deno.test("compare: mean and sample std", () => {
@@ -55,8 +57,38 @@ function summary(recipe: string, values: number[]): RecipeSummary {
     perClassRecall: [],
     metricValues: values,
     trainMinutes: 1,
+    lastMoves: [],
   };
 }
+
+Deno.test("compare: a run has flattened when val macro-F1 moved < 0.5 points over its last 3 epochs", () => {
+  assert.equal(lastMove([0.5, 0.9]), null, "fewer than 3 validations");
+  assert.ok(Math.abs(lastMove([0.1, 0.80, 0.83, 0.81])! - 0.03) < 1e-12, "max - min of the last 3 only");
+  // a run's figures carry it, from the epochs that validated (others are skipped)
+  const epoch = (f1: number | null) => ({
+    train: { seconds: 2 },
+    val: f1 === null ? undefined : {
+      all: {
+        accuracy: f1,
+        macroF1: f1,
+        balancedAccuracy: f1,
+        macroRecall: f1,
+        weightedF1: f1,
+        perClass: [{ recall: f1 }],
+      },
+    },
+  });
+  const history = [epoch(0.5), epoch(0.90), epoch(null), epoch(0.902), epoch(0.899)];
+  const r = cellResult({ history } as unknown as Pick<RunResult, "history">);
+  assert.ok(Math.abs(r.lastMove! - 0.003) < 1e-12, `lastMove ${r.lastMove}`);
+  assert.equal(r.macroF1, 0.899);
+  assert.equal(r.trainSeconds, 10);
+  // the table's column: every seed under 0.5 points, else the largest move; unknown stays unknown
+  assert.equal(flattened([0.003, 0.0036]), "yes (0.36)");
+  assert.equal(flattened([0.003, 0.012]), "no (1.20)");
+  assert.equal(flattened([0.003, null]), "n/a");
+  assert.equal(flattened([]), "n/a");
+});
 
 Deno.test("compare: the ETA is the finished runs' mean wall time times the runs left", () => {
   const cell = (status: Cell["status"], wallSeconds?: number): Cell => ({
@@ -159,6 +191,9 @@ recipes:
         pctOf(res.map((x) => x.macroF1))
       } | ${pctOf(res.map((x) => x.balancedAccuracy))} |`;
       assert.ok(r.markdown.includes(row), `compare.md lacks the row ${row}:\n${r.markdown}`);
+      // two epochs are too few to tell whether the curve flattened
+      assert.ok(res.every((x) => x.lastMove === null), "lastMove is null after 2 epochs");
+      assert.match(r.markdown, new RegExp(`\\| ${label.replace(/[()]/g, "\\$&")} \\|.* \\| n/a \\|\n`));
       const recalls = [0, 1, 2, 3].map((k) =>
         (100 * stats(res.map((x) => x.perClassRecall[k]))[0]).toFixed(1)
       );

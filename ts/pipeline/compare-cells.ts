@@ -23,6 +23,19 @@ export interface CellResult {
   /** training seconds summed over epochs (survives a resume) */
   trainSeconds: number;
   epochs: number;
+  /**
+   * How far val macro-F1 moved over the last 3 validated epochs (max - min), null with fewer:
+   * under 0.005 the curve has flattened, so a longer run would not change the comparison much.
+   * Absent in cells recorded before this field existed.
+   */
+  lastMove?: number | null;
+}
+
+/** max - min of the last 3 values, or null with fewer than 3. */
+export function lastMove(values: number[]): number | null {
+  if (values.length < 3) return null;
+  const tail = values.slice(-3);
+  return Math.max(...tail) - Math.min(...tail);
 }
 
 /** The figures of a finished run: its last epoch's validation. */
@@ -41,6 +54,7 @@ export function cellResult(result: Pick<RunResult, "history">): CellResult {
     perClassRecall: val.perClass.map((c) => c.recall),
     trainSeconds: result.history.reduce((a, h) => a + h.train.seconds, 0),
     epochs: result.history.length,
+    lastMove: lastMove(result.history.flatMap((h) => h.val?.all ? [h.val.all.macroF1] : [])),
   };
 }
 

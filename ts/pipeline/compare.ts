@@ -131,6 +131,8 @@ export interface RecipeSummary {
   perClassRecall: number[];
   metricValues: number[];
   trainMinutes: number;
+  /** each seed's last-3-epoch macro-F1 move (cellResult's lastMove); null where unknown */
+  lastMoves: (number | null)[];
 }
 
 export function summarize(
@@ -153,6 +155,7 @@ export function summarize(
       perClassRecall: Array.from({ length: k }, (_, j) => meanStd(res.map((x) => x.perClassRecall[j])).mean),
       metricValues: res.map((x) => x[metric]),
       trainMinutes: meanStd(res.map((x) => x.trainSeconds / 60)).mean,
+      lastMoves: res.map((x) => x.lastMove ?? null),
     };
   });
 }
@@ -197,6 +200,16 @@ function fmt(v: number): string {
   return Number.isFinite(v) ? v.toFixed(4) : "n/a";
 }
 
+/**
+ * "yes (0.36)" when every seed's val macro-F1 moved less than 0.5 points over its last 3 epochs,
+ * "no (1.20)" otherwise (the largest move, F1 points), "n/a" when some run lacks 3 validations.
+ */
+export function flattened(moves: (number | null)[]): string {
+  if (moves.length === 0 || moves.some((m) => m === null)) return "n/a";
+  const worst = 100 * Math.max(...(moves as number[]));
+  return `${worst < 0.5 ? "yes" : "no"} (${worst.toFixed(2)})`;
+}
+
 const pct = (m: { mean: number; std: number }): string =>
   Number.isFinite(m.mean) ? `${(100 * m.mean).toFixed(2)} ± ${(100 * m.std).toFixed(2)}` : "n/a";
 
@@ -221,14 +234,16 @@ export function compareMarkdown(
       spec.seeds.join(", ")
     }. Figures: final epoch on val, mean ± sample std over seeds (%, F1 × 100).`,
     "",
-    "| recipe | runs | accuracy | macro-F1 | balanced acc | train min/run |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| recipe | runs | accuracy | macro-F1 | balanced acc | train min/run | flattened (last-3 macro-F1 move) |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const s of sums) {
     lines.push(
       `| ${s.recipe}${s.recipe === baseline ? " (baseline)" : ""} | ${s.seeds}/${spec.seeds.length} | ${
         pct(s.figures.accuracy)
-      } | ${pct(s.figures.macroF1)} | ${pct(s.figures.balancedAccuracy)} | ${s.trainMinutes.toFixed(1)} |`,
+      } | ${pct(s.figures.macroF1)} | ${pct(s.figures.balancedAccuracy)} | ${s.trainMinutes.toFixed(1)} | ${
+        flattened(s.lastMoves)
+      } |`,
     );
   }
   const names = state.classNames;
