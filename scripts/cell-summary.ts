@@ -33,6 +33,12 @@ async function pickedLr(dir: string): Promise<string> {
   }
 }
 
+function topConfusions(m: number[][]): string {
+  const pairs = m.flatMap((row, t) => row.map((n, p) => ({ t, p, n }))).filter((x) => x.t !== x.p && x.n > 0);
+  pairs.sort((a, b) => b.n - a.n);
+  return pairs.slice(0, 3).map((x) => `${x.t}>${x.p} ${x.n}`).join(", ");
+}
+
 interface Row {
   recipe: string;
   seed: number;
@@ -45,6 +51,8 @@ interface Row {
   minutes: number | null;
   lr: string;
   recall: number[];
+  /** the three costliest confusions of the final epoch, "true>predicted count" */
+  confusions: string;
 }
 
 async function summarizeFolder(folder: string): Promise<Row[]> {
@@ -73,6 +81,7 @@ async function summarizeFolder(folder: string): Promise<Row[]> {
       minutes: cell.wallSeconds ? cell.wallSeconds / 60 : null,
       lr: await pickedLr(dir),
       recall: last.v.perClass.map((c) => c.recall),
+      confusions: topConfusions(last.v.confusion),
     });
   }
   return rows;
@@ -85,16 +94,16 @@ if (folders.length === 0) {
 }
 const rows = (await Promise.all(folders.map(summarizeFolder))).flat();
 console.log(
-  "| recipe | seed | acc % | macro-F1 % | bal % | best F1 % | epoch >= 90% | last-3 move | min | lr auto | recall per class % |",
+  "| recipe | seed | acc % | macro-F1 % | bal % | best F1 % | epoch >= 90% | last-3 move | min | lr auto | recall per class % | top confusions |",
 );
-console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
   console.log(
     `| ${r.recipe} | ${r.seed} | ${pct(r.acc)} | ${pct(r.f1)} | ${pct(r.bal)} | ${pct(r.bestF1)} | ${
       r.at90 ?? "never"
     } | ${r.move === null ? "-" : pct(r.move)} | ${r.minutes?.toFixed(1) ?? "-"} | ${r.lr} | ${
       r.recall.map((x) => (100 * x).toFixed(0)).join(" ")
-    } |`,
+    } | ${r.confusions} |`,
   );
 }
 console.log("\n| recipe | seeds | acc % | macro-F1 % | bal % | recall per class % (mean) |");
