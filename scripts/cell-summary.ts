@@ -13,7 +13,13 @@ import type { CompareState } from "../ts/pipeline/compare.ts";
 interface EpochLine {
   epoch: number;
   val?: {
-    all?: { accuracy: number; macroF1: number; balancedAccuracy: number; perClass: { recall: number }[] };
+    all?: {
+      accuracy: number;
+      macroF1: number;
+      balancedAccuracy: number;
+      perClass: { recall: number }[];
+      confusion: number[][];
+    };
   };
 }
 
