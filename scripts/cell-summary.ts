@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import { meanStd } from "../ts/pipeline/compare.ts";
 import type { CompareState } from "../ts/pipeline/compare.ts";
+import { lastMove } from "../ts/pipeline/compare-cells.ts";
 
 interface EpochLine {
   epoch: number;
@@ -73,7 +74,6 @@ async function summarizeFolder(folder: string): Promise<Row[]> {
     const last = vals.at(-1);
     if (!last) continue;
     const f1s = vals.map((x) => x.v.macroF1);
-    const tail = f1s.slice(-3);
     const hit = vals.find((x) => x.v.accuracy >= 0.9);
     rows.push({
       recipe: cell.recipe,
@@ -83,7 +83,7 @@ async function summarizeFolder(folder: string): Promise<Row[]> {
       bal: last.v.balancedAccuracy,
       bestF1: Math.max(...f1s),
       at90: hit ? hit.e + 1 : null,
-      move: tail.length === 3 ? Math.max(...tail) - Math.min(...tail) : null,
+      move: lastMove(f1s),
       minutes: cell.wallSeconds ? cell.wallSeconds / 60 : null,
       lr: await pickedLr(dir),
       recall: last.v.perClass.map((c) => c.recall),
