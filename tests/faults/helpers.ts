@@ -68,8 +68,8 @@ export function runDirIn(out: string): string | null {
   return null;
 }
 
-/** Names of interrupted or in-progress writes: the native `.<name>.<pid>.<n>.tmp`, writeAtomic's `<name>.tmp-<pid>`, the journal's `.pending`. */
-export const TEMP_NAME = /\.tmp$|\.tmp-\d+$|\.pending$/;
+/** Names of interrupted or in-progress writes: the native `.<name>.<pid>.<n>.tmp`, writeAtomic's `<name>.tmp-<pid>-<n>`, the journal's `.pending`. */
+export const TEMP_NAME = /\.tmp$|\.tmp-\d+(-\d+)?$|\.pending$/;
 
 /** What a watcher saw of one run. */
 export interface Observation {

@@ -7,6 +7,7 @@ import {
   runPaths,
   saveLastCheckpoint,
   truncateMetrics,
+  writeAtomic,
 } from "../../ts/pipeline/rundir.ts";
 
 const fakeWriters = (tag: string) => ({
@@ -56,8 +57,8 @@ Deno.test("rundir: temp files of interrupted writes are removed on resume, nothi
     const p = await createRunDir(root, "t");
     const temps = [
       join(p.checkpoints, ".last.safetensors.pending.4242.0.tmp"), // the native writer's
-      join(p.checkpoints, "last.json.pending.tmp-4242"), // writeAtomic's
-      join(p.dir, "inference.json.tmp-17"),
+      join(p.checkpoints, "last.json.pending.tmp-4242-3"), // writeAtomic's
+      join(p.dir, "inference.json.tmp-17"), // writeAtomic's before it numbered its writes
     ];
     const keep = [p.lastWeights, p.lastJson, join(p.dir, "train.log"), join(p.checkpoints, "notes.tmp.txt")];
     for (const f of [...temps, ...keep]) await Deno.writeTextFile(f, "x".repeat(10));
@@ -65,6 +66,21 @@ Deno.test("rundir: temp files of interrupted writes are removed on resume, nothi
     assert.deepEqual([...r.files].sort(), [...temps].sort());
     assert.equal(r.bytes, 30);
     for (const f of keep) assert.ok((await Deno.stat(f)).isFile, `${f} is kept`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("rundir: concurrent atomic writes of one path all land, and one of them is the file", async () => {
+  // compare --parallel saves compare.json from two workers at once: a temp name shared between
+  // them made the second rename fail with NotFound
+  const root = await Deno.makeTempDir();
+  try {
+    const path = join(root, "state.json");
+    const texts = Array.from({ length: 8 }, (_, i) => `write ${i} `.repeat(2000));
+    await Promise.all(texts.map((t) => writeAtomic(path, t)));
+    assert.ok(texts.includes(await Deno.readTextFile(path)), "the file is one whole write");
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), ["state.json"], "no temp file left");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

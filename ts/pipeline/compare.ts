@@ -390,7 +390,14 @@ export async function runCompare(spec: CompareSpec, opts: CompareOptions = {}): 
   const hash = await specHash(spec, recipes);
   const state = await openState(statePath, hash, spec, recipes);
   await writeAtomic(join(dir, "spec.yaml"), YAML.stringify(spec));
-  const save = (): Promise<void> => writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
+  // with --parallel two workers save at once: each save snapshots the state when called and
+  // writes after the one before, so an older snapshot never lands over a newer one
+  let saved: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => {
+    const text = JSON.stringify(state, null, 2) + "\n";
+    saved = saved.then(() => writeAtomic(statePath, text));
+    return saved;
+  };
   const render = async (): Promise<CompareResult> => {
     const { md, best } = compareMarkdown(spec, recipes, state, dir);
     await writeAtomic(join(dir, "compare.md"), md);

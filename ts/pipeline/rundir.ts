@@ -78,9 +78,12 @@ export async function createRunDir(root: string, name: string, date: Date = new 
   }
 }
 
-/** Writes a file atomically: a temp file in the same folder, fsync, then rename. */
+/** Numbers each writeAtomic call of this process, so concurrent writes of one path never share a temp file. */
+let atomicWrites = 0;
+
+/** Writes a file atomically: a temp file of its own in the same folder, fsync, then rename. */
 export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
+  const tmp = `${path}.tmp-${Deno.pid}-${atomicWrites++}`;
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
@@ -194,8 +197,11 @@ export async function isFailedRun(dir: string): Promise<boolean> {
   return await exists(failedMarker(dir));
 }
 
-/** Temp files an interrupted write leaves: the native `.<name>.<pid>.<n>.tmp` and writeAtomic's `<name>.tmp-<pid>`. */
-const TEMP_FILE = /^\..+\.\d+\.\d+\.tmp$|\.tmp-\d+$/;
+/**
+ * Temp files an interrupted write leaves: the native `.<name>.<pid>.<n>.tmp` and writeAtomic's
+ * `<name>.tmp-<pid>-<n>` (`<name>.tmp-<pid>` before it numbered its writes).
+ */
+const TEMP_FILE = /^\..+\.\d+\.\d+\.tmp$|\.tmp-\d+(-\d+)?$/;
 
 /** Removes the temp files of interrupted checkpoint writes in the run folder; returns their names and bytes. */
 export async function removeTempFiles(paths: RunPaths): Promise<{ files: string[]; bytes: number }> {
